@@ -1,0 +1,295 @@
+"""`aomni-aot --slice v5p-64`: compile the real train step for a TPU slice on a CPU-only host.
+
+libtpu (`pip install -e '.[tpu]'`) describes the slice's chips as a compile-only topology; the mesh
+is built over those abstract devices, every input is a ShapeDtypeStruct carrying its sharding, and
+the TPU compiler lowers and compiles the step exactly as it would on the pod. Nothing runs and no
+array is allocated. The compiler raises RESOURCE_EXHAUSTED when the program does not fit in HBM,
+so a successful compile is the hard check; this tool prints per-chip memory (peak vs usable HBM)
+and the collectives XLA emitted, and exits 3 on RESOURCE_EXHAUSTED, 1 on any other failure.
+
+Use the same libtpu version on the pod: the memory figures and the OOM verdict depend on it.
+`cost_analysis()['flops']` counts a scanned layer once, so it is not the step's FLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import json
+import math
+import re
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.experimental import mesh_utils, topologies
+from jax.sharding import AxisType, Mesh
+
+from aomni_jax import parallel
+from aomni_jax.config import Config, ConfigError, apply_overrides, load_config
+from aomni_jax.launch.slices import SliceError, TpuSlice, parse_slice
+from aomni_jax.layers.remat import POLICIES
+from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
+
+EXIT_OOM = 3
+_GIB = 2**30
+_COLLECTIVE_RE = re.compile(
+    r"\s(all-gather|reduce-scatter|all-reduce|all-to-all|collective-permute)(?:-start)?\(")
+_MEMORY_FIELDS = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
+                  "temp_size_in_bytes", "generated_code_size_in_bytes", "peak_memory_in_bytes")
+
+
+def abstract_devices(tpu: TpuSlice, num_slices: int = 1) -> list:
+  """libtpu's compile-only devices for `num_slices` copies of the slice (no TPU is opened)."""
+  desc = topologies.get_topology_desc(
+      topology_name=tpu.topology, platform="tpu", chip_config_name=tpu.generation.chip_config,
+      chips_per_host_bounds=tpu.chips_per_host_bounds, num_slices=num_slices, wrap=tpu.wrap)
+  devices = list(desc.devices)
+  expected = tpu.chips * num_slices
+  if len(devices) != expected:  # e.g. a v4 chip config that exposes TensorCores, not chips
+    raise SliceError(f"libtpu returned {len(devices)} devices for {tpu.name} x{num_slices}; "
+                     f"expected {expected} (one per chip)")
+  return devices
+
+
+def build_mesh(config: Config, devices: list, num_slices: int) -> Mesh:
+  """The config's mesh; across slices the data axis spans DCN, fsdp and tensor stay in a slice."""
+  if num_slices == 1:
+    return parallel.make_mesh(config.mesh, devices)
+  shape = parallel.mesh_shape(config.mesh, len(devices))
+  data_axis = parallel.MESH_AXES.index("data")
+  if shape[data_axis] % num_slices:
+    raise ConfigError(f"mesh.data={shape[data_axis]} must be a multiple of --num_slices "
+                      f"{num_slices}: the data axis is the one that spans slices")
+  dcn = tuple(num_slices if i == data_axis else 1 for i in range(len(shape)))
+  ici = tuple(s // d for s, d in zip(shape, dcn))
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+  return Mesh(grid, parallel.MESH_AXES, axis_types=(AxisType.Auto,) * len(shape))
+
+
+class PrecomputedConditioning(nnx.Module):
+  """Stands in for the conditioner heads when only the DiT is trained (`--trainable dit`)."""
+
+  def __call__(self, batch: dict[str, jax.Array]) -> DiTConditioning:
+    return DiTConditioning(batch["cross_cond"], batch["cross_mask"], batch["global_cond"])
+
+
+def _dit_only(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  return {"dit": DiffusionTransformer(config.model.dit, rngs=rngs),
+          "heads": PrecomputedConditioning()}
+
+
+def dit_only_batch(config: Config, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  """Latents plus the conditioning tokens the heads would produce (official_spec §5 lengths)."""
+  model = config.model
+  cross = model.omni.pad_length + model.transcript.proj_seq_len  # 2048 + 256
+  prefix = model.sync.out_seq_len + model.mel.seq_len  # 128 + 236
+  feature_dtype = jnp.dtype(model.dit.dtype)
+  return {"latents": jax.ShapeDtypeStruct((batch_size, model.latent_length,
+                                           model.dit.io_channels), jnp.float32),
+          "cross_cond": jax.ShapeDtypeStruct((batch_size, cross, model.dit.cond_token_dim),
+                                             feature_dtype),
+          "cross_mask": jax.ShapeDtypeStruct((batch_size, cross), jnp.bool_),
+          "global_cond": jax.ShapeDtypeStruct((batch_size, prefix, model.dit.global_cond_dim),
+                                              feature_dtype)}
+
+
+def collective_counts(hlo_text: str) -> dict[str, int]:
+  """Collectives in the optimized per-device HLO (async pairs counted once, by their start)."""
+  return dict(sorted(collections.Counter(_COLLECTIVE_RE.findall(hlo_text)).items()))
+
+
+@dataclasses.dataclass
+class AotReport:
+  """What one compile showed; memory is per device (chip), in GiB."""
+
+  slice: str
+  num_slices: int
+  devices: int
+  device_kind: str
+  mesh: dict[str, int]
+  trainable: str
+  parameters: int
+  replicated_param_fraction: float
+  global_batch: int
+  batch_per_chip: int
+  grad_accum_steps: int
+  remat: str
+  dtype: str
+  usable_hbm_gib: float
+  lower_s: float = 0.0
+  compile_s: float = 0.0
+  memory_gib: dict[str, float] = dataclasses.field(default_factory=dict)
+  collectives: dict[str, int] = dataclasses.field(default_factory=dict)
+  flops_per_device_scan_body_once: float = 0.0
+  status: str = "ok"  # ok | resource_exhausted | error
+  error: str = ""
+
+  @property
+  def peak_fraction(self) -> float:
+    return self.memory_gib.get("peak_memory", 0.0) / self.usable_hbm_gib
+
+
+def _abstract_inputs(step, batch_shapes: dict[str, jax.ShapeDtypeStruct]):
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step.batch_shardings[k])
+           for k, v in batch_shapes.items()}
+  key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+  return step.spec.abstract, batch, jax.ShapeDtypeStruct(key.shape, key.dtype,
+                                                         sharding=step.key_sharding)
+
+
+def _build_step(config: Config, mesh: Mesh, trainable: str, global_batch: int):
+  """The training engineer's jitted step, for the full model or the DiT alone."""
+  from aomni_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+  from aomni_jax.train.step import build_train_step  # pylint: disable=g-import-not-at-top
+  if trainable == "dit":
+    batch_shapes = dit_only_batch(config, global_batch)
+    spec = train_state.make_state_spec(config, mesh, build=_dit_only)
+  else:
+    from aomni_jax.train.batch import abstract_batch  # pylint: disable=g-import-not-at-top
+    batch_shapes = abstract_batch(config, global_batch)
+    spec = train_state.make_state_spec(config, mesh)
+  return build_train_step(config, mesh, batch_shapes, spec=spec), batch_shapes
+
+
+def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
+                      batch_per_chip: int = 8, trainable: str = "all",
+                      compiler_options: dict[str, str] | None = None,
+                      hlo_path: str | None = None) -> AotReport:
+  """Lowers and compiles the train step for `num_slices` x `tpu`; never raises on a failed
+  compile (the report says why), only on bad arguments."""
+  devices = abstract_devices(tpu, num_slices)
+  global_batch = batch_per_chip * len(devices)
+  config = apply_overrides(config, [f"train.batch_size={global_batch}"])
+  mesh = build_mesh(config, devices, num_slices)
+  step, batch_shapes = _build_step(config, mesh, trainable, global_batch)
+  params = step.spec.abstract.params
+  fraction, _ = parallel.replicated_fraction(params, step.spec.shardings.params)
+  report = AotReport(
+      slice=tpu.name, num_slices=num_slices, devices=len(devices),
+      device_kind=devices[0].device_kind, mesh=dict(mesh.shape), trainable=trainable,
+      parameters=sum(math.prod(x.shape) for x in jax.tree.leaves(params)),
+      replicated_param_fraction=fraction, global_batch=global_batch,
+      batch_per_chip=batch_per_chip, grad_accum_steps=config.train.grad_accum_steps,
+      remat=config.model.dit.remat, dtype=config.model.dit.dtype,
+      usable_hbm_gib=tpu.generation.hbm_gib)
+  start = time.perf_counter()
+  lowered = step.fn.lower(*_abstract_inputs(step, batch_shapes))
+  report.lower_s = time.perf_counter() - start
+  start = time.perf_counter()
+  try:
+    compiled = lowered.compile(compiler_options or None)
+  except Exception as err:  # pylint: disable=broad-except  # the compiler's verdict is the result
+    report.compile_s = time.perf_counter() - start
+    text = str(err)
+    out_of_memory = "RESOURCE_EXHAUSTED" in text or "Ran out of memory" in text
+    report.status = "resource_exhausted" if out_of_memory else "error"
+    report.error = f"{type(err).__name__}: {text[:2000]}"
+    return report
+  report.compile_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  report.memory_gib = {f.removesuffix("_in_bytes").removesuffix("_size"): getattr(memory, f) / _GIB
+                       for f in _MEMORY_FIELDS if hasattr(memory, f)}
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  report.flops_per_device_scan_body_once = float((cost or {}).get("flops", 0.0))
+  hlo = compiled.as_text()
+  report.collectives = collective_counts(hlo)
+  if hlo_path:
+    with open(hlo_path, "w", encoding="utf-8") as f:
+      f.write(hlo)
+  return report
+
+
+def format_report(r: AotReport) -> str:
+  lines = [
+      f"slice {r.slice} x{r.num_slices}: {r.devices} x {r.device_kind!r}, mesh {r.mesh}",
+      f"trainable {r.trainable}: {r.parameters:,} params ({r.parameters / 1e9:.3f} B), "
+      f"{r.replicated_param_fraction:.2%} of param bytes replicated; dtype {r.dtype}, "
+      f"remat {r.remat}",
+      f"batch {r.global_batch} global = {r.batch_per_chip} per chip, grad accum "
+      f"{r.grad_accum_steps}",
+      f"lower {r.lower_s:.1f} s, compile {r.compile_s:.1f} s",
+  ]
+  if r.status != "ok":
+    lines.append(f"COMPILE FAILED ({r.status}): {r.error}")
+    return "\n".join(lines)
+  lines.append("memory per chip (GiB):")
+  lines += [f"  {name:24s} {value:9.3f}" for name, value in r.memory_gib.items()]
+  lines.append(f"  peak / usable HBM        {r.memory_gib.get('peak_memory', 0):.2f} / "
+               f"{r.usable_hbm_gib:.2f} GiB ({r.peak_fraction:.0%})")
+  if r.peak_fraction > 0.9:
+    lines.append("  note: peak within 10% of HBM — XLA is likely rematerialising to fit")
+  lines.append(f"collectives in the optimized HLO: {r.collectives}")
+  lines.append(f"cost_analysis flops per chip (scanned layers counted once): "
+               f"{r.flops_per_device_scan_body_once:.4g}")
+  return "\n".join(lines)
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, str]:
+  options = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise ConfigError(f"--compiler-option {item!r}: expected name=value")
+    options[key] = value
+  return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="aomni-aot", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--slice", required=True, help="e.g. v5p-64, v4-32, v5e-16, v6e-64")
+  parser.add_argument("--num_slices", "--num-slices", type=int, default=1,
+                      help="Multislice: the mesh's data axis spans the slices")
+  parser.add_argument("--config", default=None,
+                      help="configs/x.py[:arg] or an official JSON (default: built-in full size)")
+  parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                      help="config overrides, e.g. dit.dtype=bfloat16 mesh.tensor=4")
+  parser.add_argument("--batch-per-chip", "--batch_per_chip", type=int, default=8)
+  parser.add_argument("--remat", choices=sorted(POLICIES), default=None,
+                      help="override dit.remat")
+  parser.add_argument("--trainable", choices=("all", "dit"), default="all",
+                      help="all: DiT + conditioner heads (the real step); dit: DiT alone on "
+                           "precomputed conditioning tokens")
+  parser.add_argument("--compiler-option", action="append", default=[], metavar="NAME=VALUE",
+                      help="XLA/TPU compile option, e.g. "
+                           "xla_tpu_enable_latency_hiding_scheduler=true")
+  parser.add_argument("--dump-hlo", default=None, help="write the optimized HLO text here")
+  parser.add_argument("--json", default=None, help="write the report as JSON here")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    tpu = parse_slice(args.slice)
+    if args.num_slices < 1:
+      raise ConfigError(f"--num_slices must be >= 1, got {args.num_slices}")
+    if args.batch_per_chip < 1:
+      raise ConfigError(f"--batch-per-chip must be >= 1, got {args.batch_per_chip}")
+    overrides = list(args.set) + ([f"dit.remat={args.remat}"] if args.remat else [])
+    config = (load_config(args.config, overrides) if args.config
+              else apply_overrides(Config(), overrides))
+    report = compile_for_slice(config, tpu, num_slices=args.num_slices,
+                               batch_per_chip=args.batch_per_chip, trainable=args.trainable,
+                               compiler_options=_parse_options(args.compiler_option),
+                               hlo_path=args.dump_hlo)
+  except (ConfigError, SliceError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  print(format_report(report), flush=True)
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(dataclasses.asdict(report), f, indent=2)
+  if report.status == "resource_exhausted":
+    return EXIT_OOM
+  return 0 if report.status == "ok" else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

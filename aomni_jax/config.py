@@ -1,0 +1,408 @@
+"""Configuration schema: frozen dataclasses, loaders and command-line overrides.
+
+Configs are Python files under `configs/` with a `get_config(arg=None)` function (big_vision style),
+or the official `model/Audio-Omni.json`. Every section is a frozen dataclass, so a section can be a
+static argument of `jax.jit` and two equal configs hash equally. Overrides use dotted paths:
+`--set dit.depth=2 train.learning_rate=3e-4`.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+import os
+from typing import Any, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class DiTConfig:
+  """The DiffusionTransformer (official_spec §5). Defaults are the official full size."""
+
+  io_channels: int = 64
+  embed_dim: int = 2048
+  depth: int = 36
+  num_heads: int = 32
+  cond_token_dim: int = 768
+  global_cond_dim: int = 768
+  timestep_features_dim: int = 256
+  ff_mult: int = 4
+  rotary_base: float = 10000.0
+  norm_eps: float = 1e-5
+  # Numerics and execution (not part of the official config).
+  dtype: str = "float32"  # compute dtype of matmuls and attention
+  param_dtype: str = "float32"
+  attention: str = "xla"  # xla | cudnn | splash
+  scan_layers: bool = True
+  remat: str = "none"  # see aomni_jax.layers.remat.POLICIES
+
+  @property
+  def head_dim(self) -> int:
+    return self.embed_dim // self.num_heads
+
+  @property
+  def rotary_dim(self) -> int:
+    # The official RotaryEmbedding is built with max(dim_heads // 2, 32).
+    return max(self.head_dim // 2, 32)
+
+  @property
+  def ff_inner_dim(self) -> int:
+    return self.embed_dim * self.ff_mult
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+  """Oobleck VAE (official_spec §6)."""
+
+  audio_channels: int = 2
+  channels: int = 128
+  c_mults: tuple[int, ...] = (1, 2, 4, 8, 16)
+  strides: tuple[int, ...] = (2, 4, 4, 8, 8)
+  latent_dim: int = 64  # the decoder input; the encoder emits 2 * latent_dim (mean, scale)
+  latent_scale: float = 1.0  # the pretransform's `scale` (absent from the official JSON, so 1.0)
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+
+  @property
+  def downsampling_ratio(self) -> int:
+    ratio = 1
+    for s in self.strides:
+      ratio *= s
+    return ratio
+
+
+@dataclasses.dataclass(frozen=True)
+class TranscriptConfig:
+  """The F5-style ConvNeXtV2 transcript encoder (`speech_prompt`, official_spec §3.2)."""
+
+  vocab_size: int = 2545
+  text_dim: int = 512
+  conv_layers: int = 4
+  conv_mult: int = 2
+  seq_len: int = 2584
+  proj_seq_len: int = 256
+  out_dim: int = 768
+
+
+@dataclasses.dataclass(frozen=True)
+class MelConfig:
+  """The mel encoder (`audio_input_prompt`, official_spec §3.3)."""
+
+  sample_rate: int = 44100
+  n_fft: int = 1024
+  win_length: int = 1024
+  hop_length: int = 256
+  n_mels: int = 100
+  num_frames: int = 1723  # 10 s at 44.1 kHz
+  seq_len: int = 236
+  out_dim: int = 768
+  # TTS infill masking (training only): a span of U(start, end) of the frames is zeroed.
+  mask_ratio_start: float = 0.7
+  mask_ratio_end: float = 1.0
+  window_seconds: float = 10.0  # every mel input is cropped / zero-padded to this length
+
+  @property
+  def num_samples(self) -> int:
+    """Waveform length of one mel input; it gives `1 + num_samples // hop_length` frames."""
+    return int(round(self.sample_rate * self.window_seconds))
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncConfig:
+  """The sync head (`sync_feature`, official_spec §3.4)."""
+
+  input_dim: int = 768
+  seq_len: int = 240
+  out_seq_len: int = 128
+  out_dim: int = 768
+
+
+@dataclasses.dataclass(frozen=True)
+class OmniConfig:
+  """The omni head over Qwen features (`omni_prompt`, official_spec §3.1)."""
+
+  feature_dim: int = 2048
+  pad_length: int = 2048
+  out_dim: int = 768
+  layer_idx: int = -2
+
+
+@dataclasses.dataclass(frozen=True)
+class QwenConfig:
+  """Which Qwen2.5-Omni thinker to use; the architecture comes from its HF config.json."""
+
+  path: str = ""  # a save_pretrained directory, a full Qwen2.5-Omni checkpoint, or ""
+  dtype: str = "bfloat16"
+  param_dtype: str = "bfloat16"
+  attention: str = "xla"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The whole Audio-Omni model: lengths and one section per network."""
+
+  sample_rate: int = 44100
+  sample_size: int = 485100  # every generation uses this many samples (11 s)
+  dit: DiTConfig = DiTConfig()
+  vae: VAEConfig = VAEConfig()
+  transcript: TranscriptConfig = TranscriptConfig()
+  mel: MelConfig = MelConfig()
+  sync: SyncConfig = SyncConfig()
+  omni: OmniConfig = OmniConfig()
+  qwen: QwenConfig = QwenConfig()
+
+  @property
+  def latent_length(self) -> int:
+    return self.sample_size // self.vae.downsampling_ratio
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  """Euler ODE sampler with classifier-free guidance (official_spec §7)."""
+
+  steps: int = 100
+  cfg_scale: float = 7.0
+  cfg_rescale: float = 0.0  # the official `scale_phi`
+  cached_context: bool = True  # project context K/V once, skip the zero uncond cross-attention
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowConfig:
+  """Rectified-flow training objective (official_spec §7)."""
+
+  t_sampler: str = "uniform"  # uniform | logit_normal
+  logit_normal_mean: float = 0.0
+  logit_normal_std: float = 1.0
+  cfg_dropout_prob: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Device mesh and the logical→mesh axis rules; the only place that knows mesh axes."""
+
+  data: int = 1
+  fsdp: int = -1  # -1: all remaining devices
+  tensor: int = 1
+  # Each logical name maps to mesh axes tried in order (an axis is used once per array, and only
+  # where it divides the dimension); names without a rule are replicated with a warning.
+  rules: tuple[tuple[str, Any], ...] = (
+      ("batch", ("data", "fsdp")),
+      ("layers", None),
+      ("embed", "fsdp"),
+      ("mlp", "tensor"),
+      ("heads", "tensor"),
+      ("kv", None),
+      ("qkv", "tensor"),
+      ("vocab", "tensor"),
+      ("cond", "fsdp"),
+      ("length", None),
+      ("channels", None),
+      ("conv_in", None),
+      ("conv_out", "fsdp"),
+      ("norm", None),
+  )
+  # Fail when more than this fraction of trainable-parameter bytes is replicated (multi-device).
+  replication_tolerance: float = 0.02
+  # Multi-process start-up; with coordinator_address empty, JAX auto-detects the cluster (TPU pods,
+  # SLURM, Open MPI, Kubernetes) or runs single-process.
+  coordinator_address: str = ""
+  num_processes: int = 0
+  process_id: int = -1
+  init_timeout_s: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation, checkpointing and logging of the training loop."""
+
+  workdir: str = "runs/default"
+  seed: int = 0
+  batch_size: int = 8
+  grad_accum_steps: int = 1
+  num_steps: int = 100_000
+  learning_rate: float = 1e-4
+  warmup_steps: int = 1000
+  min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio at num_steps
+  weight_decay: float = 1e-3
+  adam_b1: float = 0.9
+  adam_b2: float = 0.999
+  adam_eps: float = 1e-8
+  grad_clip_norm: float = 1.0
+  ema_decay: float = 0.999
+  on_nonfinite: str = "stop"  # stop | skip
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  async_checkpointing: bool = True
+  log_every: int = 50
+  sample_every: int = 5000  # 0: never; samples are also written once at the end of training
+  num_sample_steps: int = 25  # Euler steps for the periodic samples
+  peak_tflops: float = 0.0  # per device, for MFU; 0 = look up the device kind
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where training examples come from."""
+
+  root: str = ""  # "" = the embedded default dataset, built on first use
+  num_workers: int = 2
+  precomputed: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything a command needs."""
+
+  name: str = "audio_omni"
+  model: ModelConfig = ModelConfig()
+  sampling: SamplingConfig = SamplingConfig()
+  flow: FlowConfig = FlowConfig()
+  mesh: MeshConfig = MeshConfig()
+  train: TrainConfig = TrainConfig()
+  data: DataConfig = DataConfig()
+
+
+# Short aliases so that overrides read naturally: `dit.depth=2` for `model.dit.depth=2`.
+_ALIASES = {name: ("model", name) for name in ("dit", "vae", "transcript", "mel", "sync", "omni",
+                                                 "qwen")}
+
+
+class ConfigError(ValueError):
+  """A config file, key or value that cannot be used."""
+
+
+def replace_path(obj: Any, path: Sequence[str], value: Any) -> Any:
+  """Returns a copy of nested frozen dataclasses with `path` set to `value` (type-checked)."""
+  head, *rest = path
+  fields = {f.name: f for f in dataclasses.fields(obj)}
+  if head not in fields:
+    raise ConfigError(f"unknown config key {head!r} in {type(obj).__name__}; "
+                      f"known: {sorted(fields)}")
+  current = getattr(obj, head)
+  if rest:
+    if not dataclasses.is_dataclass(current):
+      raise ConfigError(f"{head!r} is a value, not a section; cannot set {'.'.join(path)}")
+    return dataclasses.replace(obj, **{head: replace_path(current, rest, value)})
+  return dataclasses.replace(obj, **{head: _coerce(value, current, head)})
+
+
+def _coerce(value: Any, current: Any, name: str) -> Any:
+  if isinstance(current, bool) and not isinstance(value, bool):
+    raise ConfigError(f"{name} expects a bool, got {value!r}")
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    return float(value)
+  if isinstance(current, tuple) and isinstance(value, list):
+    return tuple(value)
+  if current is not None and not isinstance(value, type(current)):
+    raise ConfigError(f"{name} expects {type(current).__name__}, got {value!r}")
+  return value
+
+
+def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+  """Applies `a.b.c=value` strings; values are Python literals, bare words are strings."""
+  for item in overrides:
+    if "=" not in item:
+      raise ConfigError(f"override {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    path = key.strip().split(".")
+    if path[0] in _ALIASES:
+      path = [*_ALIASES[path[0]], *path[1:]]
+    config = replace_path(config, path, value)
+  return validate(config)
+
+
+def validate(config: Config) -> Config:
+  """Checks the divisibility and shape constraints that would otherwise fail deep inside jit."""
+  dit = config.model.dit
+  if dit.embed_dim % dit.num_heads:
+    raise ConfigError(f"dit.embed_dim={dit.embed_dim} is not divisible by "
+                      f"dit.num_heads={dit.num_heads}")
+  if dit.head_dim < dit.rotary_dim:
+    raise ConfigError(f"dit head dim {dit.head_dim} is smaller than the rotary dim "
+                      f"{dit.rotary_dim} (the official code requires head_dim >= 32)")
+  for name, value, allowed in (("dit.attention", dit.attention, ("xla", "cudnn", "splash")),
+                               ("flow.t_sampler", config.flow.t_sampler,
+                                ("uniform", "logit_normal")),
+                               ("train.on_nonfinite", config.train.on_nonfinite,
+                                ("stop", "skip"))):
+    if value not in allowed:
+      raise ConfigError(f"{name}={value!r}; expected one of {allowed}")
+  if len(config.model.vae.c_mults) != len(config.model.vae.strides):
+    raise ConfigError("vae.c_mults and vae.strides must have the same length")
+  if config.model.latent_length < 1:
+    raise ConfigError(f"sample_size={config.model.sample_size} gives no latent frames")
+  return config
+
+
+def from_official_json(official: dict[str, Any], base: Config | None = None) -> Config:
+  """Builds a Config from the official model JSON (`model/Audio-Omni.json` format).
+
+  Only the keys the official code reads are used; anything absent keeps the base value, so the
+  same function reads fixture manifests that hold a shrunken copy of the JSON.
+  """
+  config = base or Config()
+  model_json = official.get("model", {})
+  model = config.model
+  model = dataclasses.replace(model,
+                              sample_rate=int(official.get("sample_rate", model.sample_rate)),
+                              sample_size=int(official.get("sample_size", model.sample_size)))
+  dit_json = model_json.get("diffusion", {}).get("config", {})
+  if dit_json:
+    known = {f.name for f in dataclasses.fields(DiTConfig)}
+    dit_kwargs = {k: v for k, v in dit_json.items() if k in known}
+    model = dataclasses.replace(model, dit=dataclasses.replace(model.dit, **dit_kwargs))
+  pretransform = model_json.get("pretransform", {}).get("config", {})
+  if pretransform:
+    enc = pretransform.get("encoder", {}).get("config", {})
+    dec = pretransform.get("decoder", {}).get("config", {})
+    vae = model.vae
+    vae = dataclasses.replace(
+        vae,
+        audio_channels=int(enc.get("in_channels", vae.audio_channels)),
+        channels=int(enc.get("channels", vae.channels)),
+        c_mults=tuple(enc.get("c_mults", vae.c_mults)),
+        strides=tuple(enc.get("strides", vae.strides)),
+        latent_dim=int(dec.get("latent_dim", pretransform.get("latent_dim", vae.latent_dim))))
+    model = dataclasses.replace(model, vae=vae)
+  for cond in model_json.get("conditioning", {}).get("configs", []):
+    cfg = cond.get("config", {})
+    if cond.get("type") == "qwen_omni":
+      model = dataclasses.replace(model, omni=dataclasses.replace(
+          model.omni, pad_length=int(cfg.get("pad_length", model.omni.pad_length)),
+          layer_idx=int(cfg.get("layer_idx", model.omni.layer_idx))))
+    elif cond.get("type") == "sync_feature":
+      model = dataclasses.replace(model, sync=dataclasses.replace(
+          model.sync, seq_len=int(cfg.get("sync_seq_dim", model.sync.seq_len)),
+          out_seq_len=int(cfg.get("sync_output_dim", model.sync.out_seq_len))))
+  return validate(dataclasses.replace(config, model=model))
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> Config:
+  """Loads `configs/x.py[:arg]` (calls `get_config(arg)`) or an official model JSON file."""
+  path, _, arg = spec.partition(":")
+  if not os.path.exists(path):
+    raise ConfigError(f"config file {path!r} does not exist")
+  if path.endswith(".json"):
+    with open(path, encoding="utf-8") as f:
+      config = from_official_json(json.load(f))
+  elif path.endswith(".py"):
+    module_spec = importlib.util.spec_from_file_location("_aomni_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      raise ConfigError(f"{path} has no get_config() function")
+    config = module.get_config(arg or None)
+    if not isinstance(config, Config):
+      raise ConfigError(f"{path}:get_config() returned {type(config).__name__}, not Config")
+  else:
+    raise ConfigError(f"config {path!r}: expected a .py file with get_config() or a .json file")
+  return apply_overrides(config, overrides)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+  """A JSON-friendly view, for logs and checkpoints."""
+  return dataclasses.asdict(config)

@@ -1,0 +1,1 @@
+"""Checkpoints in (official Audio-Omni, Hugging Face Qwen) and out (Orbax)."""

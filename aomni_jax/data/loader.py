@@ -1,0 +1,159 @@
+"""Training input pipeline: ArrayRecord shards → grain → fixed-shape numpy batches → global arrays.
+
+Pipeline (grain Dataset API): example index over all shards → shuffle(seed) per epoch → repeat
+→ slice [process_index::process_count] → decode → batch → worker processes. Each epoch is
+trimmed to a multiple of the process count, so within an epoch the processes see disjoint
+examples and the same number of batches. The iterator state (`get_state`/`set_state`, saved as
+JSON) resumes mid-epoch with exactly the batches that would have come next.
+
+Batch keys (B = per-process batch size):
+  task_id       int32 [B]            index into `templates.TASKS`
+  instruction   str   [B]            the user turn (`templates.user_text`); system prompt by task
+  transcript    str   [B]            TTS transcript, "" for other tasks
+  label         str   [B]            the edited / generated sound's label
+  mel_audio     float32 [B, 441000]  mono 44.1 kHz input for the mel path: the first 10 s of
+                                     the source (zeros for T2A/T2M/TTS, as the official API)
+  target_audio  float32 [B, 2, 485100]  stereo 44.1 kHz target, 11 s (omitted when stems were
+                                     dropped after precompute)
+  <feature>     any [B, ...]         each precomputed feature (e.g. `vae_latents`, `vae_noise_key`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import grain
+import numpy as np
+
+from aomni_jax.data import records
+from aomni_jax.data import templates
+
+
+def parse_absl_flags() -> None:
+  """grain's worker processes read absl flags; with JAX installed they must be parsed first."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(sys.argv[:1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+  """Fixed batch shapes (44.1 kHz): 10 s of mono for the mel path, 11 s of stereo target."""
+  mel_frames: int = 441000
+  target_frames: int = 485100
+  target_channels: int = 2
+
+
+class ExampleSource:
+  """Random access to examples (several per record), indexed by the shards' count sidecars."""
+
+  def __init__(self, shard_paths: list[str]):
+    self._records = grain.sources.ArrayRecordDataSource(shard_paths)
+    counts = np.concatenate([np.load(records.counts_path(p)) for p in shard_paths])
+    self._record_of = np.repeat(np.arange(len(counts)), counts)
+    self._slot_of = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+  def __len__(self) -> int:
+    return len(self._record_of)
+
+  def __getitem__(self, index: int) -> tuple[bytes, int]:
+    return self._records[int(self._record_of[index])], int(self._slot_of[index])
+
+
+class ExampleDecoder:
+  """Turns (record bytes, example slot) into one example dict of fixed-shape numpy arrays."""
+
+  def __init__(self, shapes: Shapes = Shapes(), include_audio: bool = True):
+    self.shapes = shapes
+    self.include_audio = include_audio
+
+  def __call__(self, record_and_slot: tuple[bytes, int]) -> dict[str, np.ndarray]:
+    data, slot = record_and_slot
+    record = records.decode_record(data)
+    ex = record["examples"][slot]
+    out = {
+        "task_id": np.int32(templates.task_id(ex["task"])),
+        "instruction": np.str_(ex["instruction"]),
+        "transcript": np.str_(ex["transcript"]),
+        "label": np.str_(ex["label"]),
+    }
+    if self.include_audio and record["stems"]:
+      stems = {name: records.decode_stem(record, name) for name in set(ex["input"] + ex["target"])}
+      out["mel_audio"] = self._mel_input(stems, ex["input"])
+      out["target_audio"] = self._target(stems, ex["target"])
+    for name, packed in record["features"].items():
+      out[name] = records.unpack_array(packed)[slot]
+    return out
+
+  def _mel_input(self, stems: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    audio = np.zeros(self.shapes.mel_frames, np.float32)
+    if names:
+      mono = sum(stems[n] for n in names).mean(axis=0)[:self.shapes.mel_frames]
+      audio[:len(mono)] = mono
+    return audio
+
+  def _target(self, stems: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    channels, frames = self.shapes.target_channels, self.shapes.target_frames
+    audio = np.zeros((channels, frames), np.float32)
+    for name in names:
+      stem = stems[name][:, :frames]
+      audio[:, :stem.shape[1]] += np.broadcast_to(stem, (channels, stem.shape[1]))
+    return audio
+
+
+def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: int | None = None,
+                 process_index: int | None = None, process_count: int | None = None,
+                 worker_count: int = 0, shapes: Shapes = Shapes(),
+                 include_audio: bool = True) -> grain.IterDataset:
+  """The per-process batch stream; `process_*` default to this JAX process and the job size."""
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top  (only needed when not given explicitly)
+    process_index, process_count = jax.process_index(), jax.process_count()
+  manifest = records.Manifest.load(data_dir)
+  dataset = grain.MapDataset.source(ExampleSource(manifest.shard_paths(data_dir)))
+  per_epoch = (len(dataset) // process_count) * process_count
+  if per_epoch < process_count * batch_size:
+    raise ValueError(f"{data_dir}: {len(dataset)} examples cannot fill one batch of {batch_size} "
+                     f"on each of {process_count} processes")
+  dataset = dataset[:per_epoch].shuffle(seed).repeat(num_epochs)
+  dataset = dataset[process_index::process_count]
+  dataset = dataset.map(ExampleDecoder(shapes, include_audio)).batch(batch_size, drop_remainder=True)
+  iterable = dataset.to_iter_dataset()
+  if worker_count > 0:
+    parse_absl_flags()
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return iterable
+
+
+def make_train_iterator(data_dir: str, batch_size: int, *, seed: int = 0,
+                        worker_count: int = 2, **kwargs) -> grain.DatasetIterator:
+  """An endless iterator of per-process batches (keys in the module docstring).
+
+  Save `iterator.get_state()` with the checkpoint (see `save_state`) and call
+  `iterator.set_state(...)` after restoring to continue with the same next batches.
+  """
+  return iter(make_dataset(data_dir, batch_size, seed=seed, worker_count=worker_count, **kwargs))
+
+
+def save_state(iterator: grain.DatasetIterator, path: str) -> None:
+  """Writes the iterator position as JSON (one file per process, next to the checkpoint)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "w", encoding="utf-8") as handle:
+    json.dump(iterator.get_state(), handle)
+
+
+def restore_state(iterator: grain.DatasetIterator, path: str) -> None:
+  with open(path, encoding="utf-8") as handle:
+    iterator.set_state(json.load(handle))
+
+
+def to_global_arrays(batch: dict[str, np.ndarray], sharding) -> dict:
+  """Assembles per-process numeric leaves into global `jax.Array`s sharded over the batch axis
+  (e.g. `NamedSharding(mesh, P(("data", "fsdp")))`); string leaves stay host-side numpy."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return {key: value if value.dtype.kind in "US" else
+          jax.make_array_from_process_local_data(sharding, value)
+          for key, value in batch.items()}

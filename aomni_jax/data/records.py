@@ -1,0 +1,143 @@
+"""The on-disk dataset: versioned msgpack records in ArrayRecord shards, plus a JSON manifest.
+
+Record schema, version 1 (a msgpack map; see `aomni_jax/data/README.md`):
+  schema      int, 1
+  id          str, unique within the dataset
+  rate        int, sample rate of every stem (44100)
+  frames      int, samples per stem
+  stems       {name: {"codec": "flac16"|"flac24"|"wav_f32", "data": bytes}}
+  examples    [{"task", "instruction", "input": [stem names], "target": [stem names],
+                "transcript", "label"}]; input/target audio is the *sum* of the named stems
+  meta        {...} provenance: sources, licences, drawn synthesis parameters
+  features    {name: {"dtype", "shape", "data": bytes}}, per example axis first (precompute)
+
+Each shard `NAME.array_record` has a sidecar `NAME.counts.npy` (examples per record), so the
+loader can index examples without reading records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import msgpack
+import numpy as np
+from array_record.python import array_record_module
+
+from aomni_jax.audio import io as audio_io
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def shard_name(index: int, count: int) -> str:
+  return f"shard-{index:05d}-of-{count:05d}.array_record"
+
+
+def pack_array(array: np.ndarray) -> dict:
+  array = np.ascontiguousarray(array)
+  return {"dtype": array.dtype.str, "shape": list(array.shape), "data": array.tobytes()}
+
+
+def unpack_array(packed: dict) -> np.ndarray:
+  return np.frombuffer(packed["data"], np.dtype(packed["dtype"])).reshape(packed["shape"])
+
+
+def encode_record(item_id: str, stems: dict[str, np.ndarray], examples: list[dict], meta: dict,
+                  rate: int, codec: str, features: dict[str, np.ndarray] | None = None) -> bytes:
+  """Serialises one item (stems are [channels, frames] float arrays) to record bytes."""
+  frames = {stem.shape[-1] for stem in stems.values()}
+  if len(frames) > 1:
+    raise ValueError(f"{item_id}: stems differ in length {sorted(frames)}")
+  record = {
+      "schema": SCHEMA_VERSION, "id": item_id, "rate": rate, "frames": frames.pop() if frames else 0,
+      "stems": {name: {"codec": codec, "data": audio_io.encode_audio(stem, rate, codec)}
+                for name, stem in stems.items()},
+      "examples": examples, "meta": meta,
+      "features": {name: pack_array(value) for name, value in (features or {}).items()},
+  }
+  return msgpack.packb(record, use_bin_type=True)
+
+
+def decode_record(data: bytes) -> dict:
+  """Parses record bytes; stems stay encoded until `decode_stems` (most reads need only some)."""
+  record = msgpack.unpackb(data, raw=False)
+  if record.get("schema") != SCHEMA_VERSION:
+    raise ValueError(f"record schema {record.get('schema')} is not the supported {SCHEMA_VERSION}")
+  return record
+
+
+def decode_stem(record: dict, name: str) -> np.ndarray:
+  audio, _ = audio_io.decode_audio(record["stems"][name]["data"])
+  return audio
+
+
+def with_features(data: bytes, features: dict[str, np.ndarray], drop_stems: bool) -> bytes:
+  """Adds feature arrays to an encoded record (optionally dropping its audio to save space)."""
+  record = decode_record(data)
+  record["features"].update({name: pack_array(value) for name, value in features.items()})
+  if drop_stems:
+    record["stems"] = {}
+  return msgpack.packb(record, use_bin_type=True)
+
+
+class ShardWriter:
+  """Writes one shard and its example-count sidecar; one writer per worker process."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self._writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
+    self._counts: list[int] = []
+
+  def write(self, data: bytes, num_examples: int) -> None:
+    self._writer.write(data)
+    self._counts.append(num_examples)
+
+  def close(self) -> None:
+    self._writer.close()
+    np.save(counts_path(self.path), np.asarray(self._counts, np.int32))
+
+  def __enter__(self) -> ShardWriter:
+    return self
+
+  def __exit__(self, *unused_exc) -> None:
+    self.close()
+
+
+def counts_path(shard_path: str) -> str:
+  return shard_path.removesuffix(".array_record") + ".counts.npy"
+
+
+@dataclasses.dataclass
+class Manifest:
+  """What a dataset directory holds; written last, so its presence marks a finished build."""
+  shards: list[str]
+  records: int
+  examples: int
+  per_task: dict[str, int]
+  per_label: dict[str, int]
+  target_seconds: float
+  licences: dict[str, int]
+  dropped: dict[str, int]
+  config: dict
+  features: list[str] = dataclasses.field(default_factory=list)
+  schema_version: int = SCHEMA_VERSION
+
+  def save(self, directory: str) -> None:
+    with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as handle:
+      json.dump(dataclasses.asdict(self), handle, indent=2, sort_keys=True)
+
+  @classmethod
+  def load(cls, directory: str) -> Manifest:
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{directory} has no {MANIFEST}: not a finished dataset build")
+    with open(path, encoding="utf-8") as handle:
+      manifest = cls(**json.load(handle))
+    if manifest.schema_version != SCHEMA_VERSION:
+      raise ValueError(f"{path}: schema {manifest.schema_version}, expected {SCHEMA_VERSION}")
+    return manifest
+
+  def shard_paths(self, directory: str) -> list[str]:
+    return [os.path.join(directory, shard) for shard in self.shards]

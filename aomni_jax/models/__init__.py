@@ -1,0 +1,1 @@
+"""One module per network, each an nnx.Module tree with logical axis names."""

@@ -1,0 +1,202 @@
+"""Device mesh, logical→mesh sharding, multi-host start-up and the replication guard.
+
+This is the only module that knows mesh axis names. Model code tags parameters with logical names
+(`embed`, `mlp`, `heads`, `layers`, ...); `MeshConfig.rules` maps each logical name to mesh axes.
+Resolution follows MaxText's convention: a mesh axis is used at most once per array (the first
+logical dimension that asks for it wins), and a mesh axis that does not divide the dimension is
+dropped for that dimension, so a tiny model still shards cleanly on a large mesh.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from aomni_jax.config import ConfigError, MeshConfig
+
+MESH_AXES = ("data", "fsdp", "tensor")
+# Logical name of the batch dimension of every input array.
+BATCH_AXIS = "batch"
+
+_log = logging.getLogger(__name__)
+_warned_unknown: set[str] = set()
+
+
+def initialize_distributed(cfg: MeshConfig) -> bool:
+  """Starts the multi-process JAX runtime when there is more than one process; call it first.
+
+  With `coordinator_address` set, the addresses come from the config (GPU clusters); otherwise JAX
+  auto-detects Cloud TPU / SLURM / Open MPI / Kubernetes. On a plain single host nothing is
+  detected and the run continues single-process. Returns whether the runtime is distributed.
+  """
+  if jax.distributed.is_initialized():
+    return True
+  kwargs: dict[str, Any] = {"initialization_timeout": cfg.init_timeout_s}
+  if cfg.coordinator_address:
+    if cfg.num_processes < 1 or cfg.process_id < 0:
+      raise ConfigError("mesh.coordinator_address is set, so mesh.num_processes (>= 1) and "
+                        f"mesh.process_id (>= 0) must be too; got {cfg.num_processes}, "
+                        f"{cfg.process_id}")
+    kwargs.update(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
+                  process_id=cfg.process_id)
+  try:
+    jax.distributed.initialize(**kwargs)
+  except ValueError as err:  # no cluster environment detected: a single host
+    if cfg.coordinator_address:
+      raise
+    _log.info("single-process run (%s)", err)
+    return False
+  return True
+
+
+def mesh_shape(cfg: MeshConfig, num_devices: int) -> tuple[int, ...]:
+  """Axis sizes (data, fsdp, tensor) with one -1 filled from the device count."""
+  sizes = [cfg.data, cfg.fsdp, cfg.tensor]
+  unknown = [i for i, s in enumerate(sizes) if s == -1]
+  if len(unknown) > 1 or any(s == 0 or s < -1 for s in sizes):
+    raise ConfigError(f"mesh (data, fsdp, tensor) = {tuple(sizes)}: use positive sizes and at "
+                      "most one -1")
+  known = math.prod(s for s in sizes if s != -1)
+  if unknown:
+    if num_devices % known:
+      raise ConfigError(f"mesh {tuple(sizes)}: {num_devices} devices are not divisible by {known}")
+    sizes[unknown[0]] = num_devices // known
+  if math.prod(sizes) != num_devices:
+    raise ConfigError(f"mesh (data, fsdp, tensor) = {tuple(sizes)} needs {math.prod(sizes)} "
+                      f"devices, but {num_devices} are available")
+  return tuple(sizes)
+
+
+def make_mesh(cfg: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh:
+  """The (data, fsdp, tensor) mesh over all (or the given) devices, in auto-sharding mode."""
+  devices = list(devices if devices is not None else jax.devices())
+  shape = mesh_shape(cfg, len(devices))
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+def _rule_table(rules: tuple[tuple[str, Any], ...]) -> dict[str, tuple[str, ...]]:
+  table = {}
+  for name, target in rules:
+    if target is None:
+      table[name] = ()
+    elif isinstance(target, str):
+      table[name] = (target,)
+    else:
+      table[name] = tuple(target)
+    unknown = [a for a in table[name] if a not in MESH_AXES]
+    if unknown:
+      raise ConfigError(f"mesh rule {name!r} -> {target!r} names unknown mesh axes {unknown}; "
+                        f"expected axes from {MESH_AXES}")
+  return table
+
+
+def logical_to_spec(axes: tuple[str | None, ...] | None, shape: tuple[int, ...], mesh: Mesh,
+                    rules: tuple[tuple[str, Any], ...]) -> PartitionSpec:
+  """Resolves logical axis names of one array to a PartitionSpec on `mesh`."""
+  if not axes:
+    return PartitionSpec()
+  if len(axes) != len(shape):
+    raise ValueError(f"logical axes {axes} do not match shape {shape}")
+  table = _rule_table(rules)
+  used: set[str] = set()
+  spec = []
+  for name, dim in zip(axes, shape):
+    if name is None:
+      spec.append(None)
+      continue
+    if name not in table:
+      if name not in _warned_unknown:
+        _warned_unknown.add(name)
+        _log.warning("logical axis %r has no mesh rule; replicating it (add it to mesh.rules)",
+                     name)
+      spec.append(None)
+      continue
+    chosen = []
+    size = 1
+    for mesh_axis in table[name]:
+      axis_size = mesh.shape[mesh_axis]
+      if mesh_axis in used or axis_size == 1 or dim % (size * axis_size):
+        continue
+      chosen.append(mesh_axis)
+      size *= axis_size
+    used.update(chosen)
+    spec.append(tuple(chosen) if len(chosen) > 1 else (chosen[0] if chosen else None))
+  return PartitionSpec(*spec)
+
+
+def logical_axes(state: nnx.State) -> dict:
+  """The `out_sharding` logical names of every Variable, as a pure dict shaped like the state."""
+  tagged = jax.tree.map(lambda v: _Axes(v.get_metadata().get("out_sharding")), state,
+                        is_leaf=lambda x: isinstance(x, nnx.Variable))
+  return nnx.to_pure_dict(tagged)
+
+
+class _Axes:
+  """Wraps a tuple so that tree utilities treat it as one leaf."""
+
+  def __init__(self, axes):
+    self.axes = tuple(axes) if axes else None
+
+
+def state_shardings(state: nnx.State, mesh: Mesh,
+                    rules: tuple[tuple[str, Any], ...]) -> dict:
+  """NamedShardings (pure dict) for an (abstract) nnx.State from its logical axis metadata."""
+  axes = logical_axes(state)
+  shapes = nnx.to_pure_dict(state)
+  return jax.tree.map(
+      lambda a, x: NamedSharding(mesh, logical_to_spec(a.axes, tuple(x.shape), mesh, rules)),
+      axes, shapes, is_leaf=lambda x: isinstance(x, _Axes))
+
+
+def batch_sharding(mesh: Mesh, rules: tuple[tuple[str, Any], ...], ndim: int,
+                   batch_size: int) -> NamedSharding:
+  """Leading (batch) axis over the batch rule's mesh axes; the other axes replicated."""
+  spec = logical_to_spec((BATCH_AXIS,) + (None,) * (ndim - 1), (batch_size,) + (1,) * (ndim - 1),
+                         mesh, rules)
+  return NamedSharding(mesh, spec)
+
+
+def batch_shardings(batch: Mapping[str, Any], mesh: Mesh,
+                    rules: tuple[tuple[str, Any], ...]) -> dict:
+  """A sharding per batch entry (arrays or ShapeDtypeStructs with a leading batch axis)."""
+  return jax.tree.map(lambda x: batch_sharding(mesh, rules, len(x.shape), x.shape[0]), batch)
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], shardings: Mapping[str, NamedSharding]) -> dict:
+  """Host-local numpy batch → global jax.Arrays (each process passes its own slice of the batch)."""
+  return jax.tree.map(lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)),
+                      dict(batch), dict(shardings))
+
+
+def replicated_fraction(shapes: Any, shardings: Any) -> tuple[float, list[tuple[str, int]]]:
+  """Fraction of bytes stored fully replicated, and the largest replicated arrays (path, bytes)."""
+  total = 0
+  replicated = []
+  flat_shapes = jax.tree_util.tree_flatten_with_path(shapes)[0]
+  flat_shardings = jax.tree.leaves(shardings)
+  for (path, x), sharding in zip(flat_shapes, flat_shardings, strict=True):
+    nbytes = math.prod(x.shape) * np.dtype(x.dtype).itemsize
+    total += nbytes
+    if sharding.is_fully_replicated and sharding.num_devices > 1:
+      replicated.append((jax.tree_util.keystr(path), nbytes))
+  replicated.sort(key=lambda item: -item[1])
+  fraction = sum(b for _, b in replicated) / total if total else 0.0
+  return fraction, replicated
+
+
+def check_replication(shapes: Any, shardings: Any, tolerance: float) -> float:
+  """Raises when more than `tolerance` of parameter bytes are replicated on a multi-device mesh."""
+  fraction, replicated = replicated_fraction(shapes, shardings)
+  if fraction > tolerance:
+    top = ", ".join(f"{p} ({b / 2**20:.1f} MiB)" for p, b in replicated[:8])
+    raise ConfigError(f"{fraction:.1%} of parameter bytes are replicated (tolerance "
+                      f"{tolerance:.1%}; mesh.replication_tolerance). Largest: {top}. Check "
+                      "mesh.rules and the logical axis names of these parameters.")
+  return fraction

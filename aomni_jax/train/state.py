@@ -1,0 +1,121 @@
+"""The training state: a plain pytree, created inside `jit` directly into its shardings.
+
+Trainable modules (the DiT and the conditioner heads) are split once into static graphdefs and
+array pytrees (pure dicts). Nothing here materialises the full model on one host: shapes and
+shardings come from `nnx.eval_shape`, and the real arrays are produced by a jitted initialiser
+whose `out_shardings` place every shard on its device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from aomni_jax import parallel
+from aomni_jax.config import Config
+from aomni_jax.train import optim
+
+# The trainable modules, in a fixed order; their names are the top-level keys of `params`.
+TRAINABLE = ("dit", "heads")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; checkpointed as one pytree."""
+
+  step: jax.Array  # int32 []
+  params: dict  # {"dit": ..., "heads": ...} fp32 master weights (pure dicts)
+  buffers: dict  # non-trainable persistent variables of the same modules (constants)
+  opt_state: optax.OptState
+  ema_params: dict  # fp32, sharded like params
+  rng: jax.Array  # uint32 [2]: the run's base key; step keys fold in the step number
+
+
+def build_trainable(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """The modules that training updates. Imported lazily so that importing this file is cheap."""
+  from aomni_jax.models.conditioners import ConditionerHeads  # pylint: disable=g-import-not-at-top
+  from aomni_jax.models.dit import DiffusionTransformer  # pylint: disable=g-import-not-at-top
+  return {"dit": DiffusionTransformer(config.model.dit, rngs=rngs),
+          "heads": ConditionerHeads(config.model, rngs=rngs)}
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSpec:
+  """Static description of the train state: graphdefs, abstract arrays and their shardings."""
+
+  graphdefs: dict[str, nnx.GraphDef]
+  abstract: TrainState  # ShapeDtypeStructs carrying their target sharding
+  shardings: TrainState  # NamedShardings, same structure
+  param_axes: dict  # logical axis names per parameter (for reports and the decay mask)
+  tx: optax.GradientTransformation
+
+
+def _split(modules: dict[str, nnx.Module]) -> tuple[dict, dict, dict]:
+  graphdefs, params, buffers = {}, {}, {}
+  for name in TRAINABLE:
+    graphdefs[name], params[name], buffers[name] = nnx.split(modules[name], nnx.Param, ...)
+  return graphdefs, params, buffers
+
+
+def make_state_spec(config: Config, mesh: Mesh,
+                    build: Callable[[Config, nnx.Rngs], dict[str, nnx.Module]] = build_trainable
+                    ) -> StateSpec:
+  """Shapes and shardings of the train state, without allocating it."""
+  rules = config.mesh.rules
+  abstract_modules = nnx.eval_shape(lambda: build(config, nnx.Rngs(0)))
+  graphdefs, params, buffers = _split(abstract_modules)
+  param_shardings = {k: parallel.state_shardings(v, mesh, rules) for k, v in params.items()}
+  buffer_shardings = {k: parallel.state_shardings(v, mesh, rules) for k, v in buffers.items()}
+  param_axes = {k: parallel.logical_axes(v) for k, v in params.items()}
+  pure_params = {k: nnx.to_pure_dict(v) for k, v in params.items()}
+  pure_buffers = {k: nnx.to_pure_dict(v) for k, v in buffers.items()}
+  tx = optim.build_optimizer(config.train, optim.weight_decay_mask(pure_params, param_axes))
+  abstract_opt = jax.eval_shape(tx.init, pure_params)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  opt_shardings = optax.tree_map_params(tx, lambda _, s: s, abstract_opt, param_shardings,
+                                        transform_non_params=lambda _: replicated)
+  ema = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), pure_params)
+  shapes = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=pure_params,
+                      buffers=pure_buffers, opt_state=abstract_opt, ema_params=ema,
+                      rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+  shardings = TrainState(step=replicated, params=param_shardings, buffers=buffer_shardings,
+                         opt_state=opt_shardings, ema_params=param_shardings, rng=replicated)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          shapes, shardings)
+  return StateSpec(graphdefs=graphdefs, abstract=abstract, shardings=shardings,
+                   param_axes=param_axes, tx=tx)
+
+
+def init_state(config: Config, spec: StateSpec,
+               build: Callable[[Config, nnx.Rngs], dict[str, nnx.Module]] = build_trainable
+               ) -> TrainState:
+  """A fresh state from `train.seed`, initialised on device into `spec.shardings`."""
+
+  def init(seed: jax.Array) -> TrainState:
+    key = jax.random.PRNGKey(seed)
+    init_key, run_key = jax.random.split(key)
+    _, params, buffers = _split(build(config, nnx.Rngs(init_key)))
+    params = {k: nnx.to_pure_dict(v) for k, v in params.items()}
+    buffers = {k: nnx.to_pure_dict(v) for k, v in buffers.items()}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, buffers=buffers,
+                      opt_state=spec.tx.init(params),
+                      ema_params=jax.tree.map(lambda p: p.astype(jnp.float32), params),
+                      rng=run_key)
+
+  return jax.jit(init, out_shardings=spec.shardings)(jnp.asarray(config.train.seed, jnp.uint32))
+
+
+def merge(spec: StateSpec, name: str, params: dict, buffers: dict) -> nnx.Module:
+  """Rebuilds one trainable module from its arrays (inside jit)."""
+  return nnx.merge(spec.graphdefs[name], params[name], buffers[name])
+
+
+def parameter_count(tree: Any) -> int:
+  return sum(int(x.size) if hasattr(x, "size") else int(jnp.size(x)) for x in jax.tree.leaves(tree))

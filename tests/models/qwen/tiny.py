@@ -1,0 +1,120 @@
+"""Tiny random Qwen2.5-Omni thinkers and processors built locally (no hub access).
+
+Two architectures are used so that nothing can be hard-wired to one: they differ in head counts,
+GQA ratio, rope sections, window size, full-attention block indexes and depth.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>",
+                  "<|audio_eos|>", "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>",
+                  "<|IMAGE|>", "<|VIDEO|>"]
+
+_BASE = {
+    "model_type": "qwen2_5_omni_thinker",
+    "audio_token_index": 259, "image_token_index": 265, "video_token_index": 266,
+    "audio_start_token_id": 260, "audio_end_token_id": 261,
+    "vision_start_token_id": 262, "vision_end_token_id": 263, "vision_token_id": 264,
+    "bos_token_id": 257, "eos_token_id": 258, "pad_token_id": 256, "user_token_id": 872,
+    "position_id_per_seconds": 25, "seconds_per_chunk": 2, "tie_word_embeddings": False,
+    "text_config": {
+        "model_type": "qwen2_5_omni_text", "vocab_size": 320, "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6, "use_sliding_window": False, "tie_word_embeddings": False,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                            "mrope_section": [2, 3, 3]}},
+    "audio_config": {
+        "model_type": "qwen2_5_omni_audio_encoder", "num_mel_bins": 128, "encoder_layers": 2,
+        "encoder_attention_heads": 4, "encoder_ffn_dim": 64, "d_model": 32,
+        "max_source_positions": 1500, "n_window": 100, "output_dim": 64,
+        "activation_function": "gelu", "scale_embedding": False},
+    "vision_config": {
+        "model_type": "qwen2_5_omni_vision_encoder", "depth": 3, "hidden_size": 32,
+        "intermediate_size": 64, "num_heads": 4, "in_channels": 3, "patch_size": 14,
+        "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+        "out_hidden_size": 64, "fullatt_block_indexes": [1], "hidden_act": "silu"},
+}
+
+
+def tiny_config(variant: str) -> dict:
+  """'a': the qwen_omni_spec §8 shape (3 layers); 'b': other heads, sections, windows, depth."""
+  cfg = copy.deepcopy(_BASE)
+  if variant == "b":
+    cfg["text_config"].update(hidden_size=96, num_attention_heads=6, num_key_value_heads=3,
+                              num_hidden_layers=4, intermediate_size=160,
+                              rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                               "mrope_section": [4, 2, 2]})
+    cfg["audio_config"].update(d_model=48, encoder_attention_heads=3, encoder_layers=3,
+                               n_window=50, output_dim=96)
+    cfg["vision_config"].update(hidden_size=48, num_heads=3, depth=4, window_size=56,
+                                fullatt_block_indexes=[0, 3], out_hidden_size=96)
+  elif variant != "a":
+    raise ValueError(variant)
+  return cfg
+
+
+def perturbed_thinker(config: dict, seed: int = 0):
+  """An HF thinker in fp32, eval mode, with every parameter randomised (biases/norms included)."""
+  import torch
+  from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+  torch.manual_seed(seed)
+  model = Qwen2_5OmniThinkerForConditionalGeneration(Qwen2_5OmniThinkerConfig(**config))
+  gen = torch.Generator().manual_seed(seed + 1)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      noise = torch.randn(p.shape, generator=gen)
+      if p.ndim == 1:  # norms ~1, biases ~0 → make both visibly non-trivial
+        p.copy_((1.0 if "norm" in name or "ln_" in name else 0.0) + 0.1 * noise)
+      else:
+        fan_in = int(np.prod(p.shape[1:])) if p.ndim > 1 else p.shape[0]
+        scale = 1.0 if "embed" in name else fan_in ** -0.5
+        p.copy_(scale * noise)
+  return model.eval()
+
+
+def byte_vocab() -> dict[str, int]:
+  """GPT-2's byte→unicode table as the vocab (ids 0–255), then the specials (256–266)."""
+  from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+  vocab = {ch: i for i, ch in enumerate(bytes_to_unicode()[b] for b in range(256))}
+  vocab.update({tok: 256 + i for i, tok in enumerate(SPECIAL_TOKENS)})
+  return vocab
+
+
+def write_processor(directory: str, chunk_length: int = 30) -> None:
+  """Saves a byte-level tokenizer, a Whisper extractor and a Qwen2-VL image processor.
+
+  No video processor: transformers' needs torchvision, which this CPU image lacks; video tests
+  build the pixel rows and the expanded prompt themselves (`video_batch`).
+  """
+  from transformers import (Qwen2_5OmniProcessor, Qwen2Tokenizer, Qwen2VLImageProcessorPil,
+                            WhisperFeatureExtractor)
+  os.makedirs(directory, exist_ok=True)
+  vocab_file, merges_file = os.path.join(directory, "vocab.json"), os.path.join(directory,
+                                                                                "merges.txt")
+  with open(vocab_file, "w", encoding="utf-8") as f:
+    json.dump(byte_vocab(), f)
+  with open(merges_file, "w", encoding="utf-8") as f:
+    f.write("#version: 0.2\n")
+  tokenizer = Qwen2Tokenizer(
+      vocab_file=vocab_file, merges_file=merges_file, eos_token="<|im_end|>",
+      pad_token="<|endoftext|>",
+      extra_special_tokens={"image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>",
+                            "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>",
+                            "vision_eos_token": "<|vision_eos|>",
+                            "audio_bos_token": "<|audio_bos|>",
+                            "audio_eos_token": "<|audio_eos|>"})
+  tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+  processor = Qwen2_5OmniProcessor(
+      image_processor=Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056),
+      feature_extractor=WhisperFeatureExtractor(
+          feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400,
+          chunk_length=chunk_length, return_attention_mask=True, dither=0.0),
+      tokenizer=tokenizer)
+  processor.save_pretrained(directory)
