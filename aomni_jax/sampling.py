@@ -11,7 +11,8 @@ Two paths compute the same thing:
   * plain: every step runs the DiT on the doubled batch [cond; uncond] with the context projected
     each time, exactly as the official code;
   * cached: the context K/V are projected once per generation, and the uncond half skips
-    cross-attention (its keys and values are exactly zero, so its output is zero).
+    cross-attention (its keys and values are exactly zero, so its output is zero). The
+    per-layer weights and K/V are also sliced once, before the loop, so no step copies them.
 """
 
 from __future__ import annotations
@@ -48,15 +49,19 @@ def velocity_fn(dit: DiffusionTransformer, cond: DiTConditioning, *, guided: boo
   if not guided:
     context = (None if cond.cross_cond is None
                else dit.prepare_context(cond.cross_cond, cond.cross_mask))
-    return lambda x, t, scale, rescale: dit.forward(x, t, context, cond.global_cond)
+    layers = dit.unstack_layers(context)
+    return lambda x, t, scale, rescale: dit.forward(x, t, context, cond.global_cond,
+                                                    layers=layers)
 
   if cached_context:
     context = dit.prepare_context(cond.cross_cond, cond.cross_mask)
+    layers = dit.unstack_layers(context)
     global_cond = _double(cond.global_cond)
 
     def v_cached(x, t, scale, rescale):
       b = x.shape[0]
-      out = dit.forward(_double(x), _double(t), context, global_cond, cross_rows=b)
+      out = dit.forward(_double(x), _double(t), context, global_cond, cross_rows=b,
+                        layers=layers)
       return combine_guidance(out[:b], out[b:], scale, rescale)
 
     return v_cached

@@ -85,7 +85,8 @@ def pitch_shift(audio: np.ndarray, semitones: float, n_fft: int = 2048) -> np.nd
   return _interpolate_band_limited(stretched, positions, ratio)
 
 
-def _interpolate_band_limited(audio: np.ndarray, positions: np.ndarray, speedup: float) -> np.ndarray:
+def _interpolate_band_limited(audio: np.ndarray, positions: np.ndarray,
+                              speedup: float) -> np.ndarray:
   """Samples `audio` at fractional `positions`, low-passing first when speeding up (anti-alias)."""
   if speedup > 1.0:
     sos = scipy.signal.butter(8, 0.95 / speedup, output="sos")
@@ -97,32 +98,55 @@ def _interpolate_band_limited(audio: np.ndarray, positions: np.ndarray, speedup:
 def time_stretch(audio: np.ndarray, duration_factor: float, n_fft: int = 2048) -> np.ndarray:
   """Phase-vocoder time stretch: output lasts `duration_factor` times as long, same pitch.
 
-  Analysis frames are read at hop H/duration_factor and written at hop H, with each bin's phase
-  advanced by its measured instantaneous frequency, so partials stay continuous.
+  Analysis frames are read at hop H/duration_factor and written at hop H. Spectral peaks advance
+  their phase by their measured instantaneous frequency; the other bins are phase-locked to their
+  nearest peak (Laroche & Dolson's identity locking), which keeps partials coherent across bins
+  and avoids the level loss and "phasiness" of a plain vocoder.
   """
   audio = np.atleast_2d(audio).astype(np.float32)
   if abs(duration_factor - 1.0) < 1e-6:
     return audio
   hop = n_fft // 4
   window = scipy.signal.windows.hann(n_fft, sym=False)
-  frames_in = audio.shape[-1]
   padded = np.pad(audio, [(0, 0), (n_fft, n_fft + hop)])
-  spectra = np.stack([_stft(channel, window, hop) for channel in padded])  # [C, T, F]
-  steps = np.arange(0.0, spectra.shape[1] - 1, 1.0 / duration_factor)
-  expected_advance = 2.0 * np.pi * hop * np.arange(n_fft // 2 + 1) / n_fft
-  phase = np.angle(spectra[:, 0])
-  out_spectra = np.empty((audio.shape[0], len(steps), n_fft // 2 + 1), np.complex128)
+  steps = None
+  out = []
+  for channel in padded:
+    spectra = _stft(channel, window, hop)  # [T, F]
+    steps = np.arange(0.0, len(spectra) - 1, 1.0 / duration_factor)
+    out.append(_istft(_stretch_spectra(spectra, steps, hop, n_fft), window, hop))
+  start = int(round(n_fft * duration_factor))
+  frames_out = int(round(audio.shape[-1] * duration_factor))
+  return np.stack(out)[:, start:start + frames_out].astype(np.float32)
+
+
+def _stretch_spectra(spectra: np.ndarray, steps: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
+  bins = np.arange(spectra.shape[1])
+  expected_advance = 2.0 * np.pi * hop * bins / n_fft
+  phase = np.angle(spectra[0])
+  out = np.empty((len(steps), spectra.shape[1]), np.complex128)
   for index, step in enumerate(steps):
     left = int(step)
     frac = step - left
-    magnitude = (1 - frac) * np.abs(spectra[:, left]) + frac * np.abs(spectra[:, left + 1])
-    out_spectra[:, index] = magnitude * np.exp(1j * phase)
-    delta = np.angle(spectra[:, left + 1]) - np.angle(spectra[:, left]) - expected_advance
+    magnitude = (1 - frac) * np.abs(spectra[left]) + frac * np.abs(spectra[left + 1])
+    analysis_phase = np.angle(spectra[left])
+    out[index] = magnitude * np.exp(1j * phase)
+    delta = np.angle(spectra[left + 1]) - analysis_phase - expected_advance
     delta -= 2.0 * np.pi * np.round(delta / (2.0 * np.pi))
-    phase = phase + expected_advance + delta
-  stretched = np.stack([_istft(channel, window, hop) for channel in out_spectra])
-  start = int(round(n_fft * duration_factor))
-  return stretched[:, start:start + int(round(frames_in * duration_factor))].astype(np.float32)
+    advanced = phase + expected_advance + delta
+    # Lock every bin to the nearest peak of the next frame's magnitude.
+    next_magnitude = np.abs(spectra[left + 1])
+    is_peak = np.r_[False, (next_magnitude[1:-1] > next_magnitude[:-2]) &
+                    (next_magnitude[1:-1] >= next_magnitude[2:]), False]
+    peaks = np.flatnonzero(is_peak)
+    if len(peaks) == 0:
+      phase = advanced
+      continue
+    boundaries = (peaks[1:] + peaks[:-1]) / 2
+    owner = peaks[np.searchsorted(boundaries, bins)]
+    next_phase = np.angle(spectra[left + 1])
+    phase = advanced[owner] + next_phase - next_phase[owner]
+  return out
 
 
 def _stft(signal: np.ndarray, window: np.ndarray, hop: int) -> np.ndarray:

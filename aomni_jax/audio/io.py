@@ -34,7 +34,7 @@ class AudioReadError(ValueError):
 
 
 def read_audio(path: str) -> tuple[np.ndarray, int]:
-  """Returns (audio [channels, frames] float32 in [-1, 1], sample rate) for any audio or video file."""
+  """Returns (audio [channels, frames] float32, sample rate) for any audio or video file."""
   if not os.path.exists(path):
     raise AudioReadError(path, "missing")
   if os.path.getsize(path) == 0:

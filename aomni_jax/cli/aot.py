@@ -18,14 +18,13 @@ import collections
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
-from flax import nnx
 from jax.experimental import mesh_utils, topologies
 from jax.sharding import AxisType, Mesh
 
@@ -33,7 +32,8 @@ from aomni_jax import parallel
 from aomni_jax.config import Config, ConfigError, apply_overrides, load_config
 from aomni_jax.launch.slices import SliceError, TpuSlice, parse_slice
 from aomni_jax.layers.remat import POLICIES
-from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
+from aomni_jax.train.features import step_batch_shapes
+from aomni_jax.train.step import build_train_step
 
 EXIT_OOM = 3
 _GIB = 2**30
@@ -45,6 +45,9 @@ _MEMORY_FIELDS = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_
 
 def abstract_devices(tpu: TpuSlice, num_slices: int = 1) -> list:
   """libtpu's compile-only devices for `num_slices` copies of the slice (no TPU is opened)."""
+  # libtpu guards the TPU with /tmp/libtpu_lockfile; compile-only use never opens one, so several
+  # AOT processes (parallel tests, sweeps) may share the host.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   desc = topologies.get_topology_desc(
       topology_name=tpu.topology, platform="tpu", chip_config_name=tpu.generation.chip_config,
       chips_per_host_bounds=tpu.chips_per_host_bounds, num_slices=num_slices, wrap=tpu.wrap)
@@ -71,33 +74,6 @@ def build_mesh(config: Config, devices: list, num_slices: int) -> Mesh:
   return Mesh(grid, parallel.MESH_AXES, axis_types=(AxisType.Auto,) * len(shape))
 
 
-class PrecomputedConditioning(nnx.Module):
-  """Stands in for the conditioner heads when only the DiT is trained (`--trainable dit`)."""
-
-  def __call__(self, batch: dict[str, jax.Array]) -> DiTConditioning:
-    return DiTConditioning(batch["cross_cond"], batch["cross_mask"], batch["global_cond"])
-
-
-def _dit_only(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
-  return {"dit": DiffusionTransformer(config.model.dit, rngs=rngs),
-          "heads": PrecomputedConditioning()}
-
-
-def dit_only_batch(config: Config, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-  """Latents plus the conditioning tokens the heads would produce (official_spec §5 lengths)."""
-  model = config.model
-  cross = model.omni.pad_length + model.transcript.proj_seq_len  # 2048 + 256
-  prefix = model.sync.out_seq_len + model.mel.seq_len  # 128 + 236
-  feature_dtype = jnp.dtype(model.dit.dtype)
-  return {"latents": jax.ShapeDtypeStruct((batch_size, model.latent_length,
-                                           model.dit.io_channels), jnp.float32),
-          "cross_cond": jax.ShapeDtypeStruct((batch_size, cross, model.dit.cond_token_dim),
-                                             feature_dtype),
-          "cross_mask": jax.ShapeDtypeStruct((batch_size, cross), jnp.bool_),
-          "global_cond": jax.ShapeDtypeStruct((batch_size, prefix, model.dit.global_cond_dim),
-                                              feature_dtype)}
-
-
 def collective_counts(hlo_text: str) -> dict[str, int]:
   """Collectives in the optimized per-device HLO (async pairs counted once, by their start)."""
   return dict(sorted(collections.Counter(_COLLECTIVE_RE.findall(hlo_text)).items()))
@@ -112,7 +88,6 @@ class AotReport:
   devices: int
   device_kind: str
   mesh: dict[str, int]
-  trainable: str
   parameters: int
   replicated_param_fraction: float
   global_batch: int
@@ -142,22 +117,8 @@ def _abstract_inputs(step, batch_shapes: dict[str, jax.ShapeDtypeStruct]):
                                                          sharding=step.key_sharding)
 
 
-def _build_step(config: Config, mesh: Mesh, trainable: str, global_batch: int):
-  """The training engineer's jitted step, for the full model or the DiT alone."""
-  from aomni_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
-  from aomni_jax.train.step import build_train_step  # pylint: disable=g-import-not-at-top
-  if trainable == "dit":
-    batch_shapes = dit_only_batch(config, global_batch)
-    spec = train_state.make_state_spec(config, mesh, build=_dit_only)
-  else:
-    from aomni_jax.train.batch import abstract_batch  # pylint: disable=g-import-not-at-top
-    batch_shapes = abstract_batch(config, global_batch)
-    spec = train_state.make_state_spec(config, mesh)
-  return build_train_step(config, mesh, batch_shapes, spec=spec), batch_shapes
-
-
 def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
-                      batch_per_chip: int = 8, trainable: str = "all",
+                      batch_per_chip: int = 8,
                       compiler_options: dict[str, str] | None = None,
                       hlo_path: str | None = None) -> AotReport:
   """Lowers and compiles the train step for `num_slices` x `tpu`; never raises on a failed
@@ -166,12 +127,13 @@ def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
   global_batch = batch_per_chip * len(devices)
   config = apply_overrides(config, [f"train.batch_size={global_batch}"])
   mesh = build_mesh(config, devices, num_slices)
-  step, batch_shapes = _build_step(config, mesh, trainable, global_batch)
+  batch_shapes = step_batch_shapes(config, global_batch)
+  step = build_train_step(config, mesh, batch_shapes)
   params = step.spec.abstract.params
   fraction, _ = parallel.replicated_fraction(params, step.spec.shardings.params)
   report = AotReport(
       slice=tpu.name, num_slices=num_slices, devices=len(devices),
-      device_kind=devices[0].device_kind, mesh=dict(mesh.shape), trainable=trainable,
+      device_kind=devices[0].device_kind, mesh=dict(mesh.shape),
       parameters=sum(math.prod(x.shape) for x in jax.tree.leaves(params)),
       replicated_param_fraction=fraction, global_batch=global_batch,
       batch_per_chip=batch_per_chip, grad_accum_steps=config.train.grad_accum_steps,
@@ -208,7 +170,7 @@ def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
 def format_report(r: AotReport) -> str:
   lines = [
       f"slice {r.slice} x{r.num_slices}: {r.devices} x {r.device_kind!r}, mesh {r.mesh}",
-      f"trainable {r.trainable}: {r.parameters:,} params ({r.parameters / 1e9:.3f} B), "
+      f"trainable: {r.parameters:,} params ({r.parameters / 1e9:.3f} B), "
       f"{r.replicated_param_fraction:.2%} of param bytes replicated; dtype {r.dtype}, "
       f"remat {r.remat}",
       f"batch {r.global_batch} global = {r.batch_per_chip} per chip, grad accum "
@@ -246,16 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--slice", required=True, help="e.g. v5p-64, v4-32, v5e-16, v6e-64")
   parser.add_argument("--num_slices", "--num-slices", type=int, default=1,
                       help="Multislice: the mesh's data axis spans the slices")
-  parser.add_argument("--config", default=None,
-                      help="configs/x.py[:arg] or an official JSON (default: built-in full size)")
+  parser.add_argument("--config", default="configs/audio_omni.py",
+                      help="configs/x.py[:arg] (default: the full-size training config)")
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                       help="config overrides, e.g. dit.dtype=bfloat16 mesh.tensor=4")
   parser.add_argument("--batch-per-chip", "--batch_per_chip", type=int, default=8)
   parser.add_argument("--remat", choices=sorted(POLICIES), default=None,
                       help="override dit.remat")
-  parser.add_argument("--trainable", choices=("all", "dit"), default="all",
-                      help="all: DiT + conditioner heads (the real step); dit: DiT alone on "
-                           "precomputed conditioning tokens")
   parser.add_argument("--compiler-option", action="append", default=[], metavar="NAME=VALUE",
                       help="XLA/TPU compile option, e.g. "
                            "xla_tpu_enable_latency_hiding_scheduler=true")
@@ -273,10 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_per_chip < 1:
       raise ConfigError(f"--batch-per-chip must be >= 1, got {args.batch_per_chip}")
     overrides = list(args.set) + ([f"dit.remat={args.remat}"] if args.remat else [])
-    config = (load_config(args.config, overrides) if args.config
-              else apply_overrides(Config(), overrides))
+    config = load_config(args.config, overrides)
     report = compile_for_slice(config, tpu, num_slices=args.num_slices,
-                               batch_per_chip=args.batch_per_chip, trainable=args.trainable,
+                               batch_per_chip=args.batch_per_chip,
                                compiler_options=_parse_options(args.compiler_option),
                                hlo_path=args.dump_hlo)
   except (ConfigError, SliceError) as err:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from aomni_jax.launch import gpu, tpu
 from aomni_jax.launch.slices import SliceError, parse_slice
 
 TPU_ACTIONS = ("create", "setup", "run", "logs", "stop", "status", "teardown")
+# The checkout this module runs from (source tree or editable install): what `setup` copies.
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _env_flag(name: str) -> bool:
@@ -64,7 +67,8 @@ def _tpu_parser(sub) -> None:
   create.add_argument("--valid-until-duration", default=None,
                       help="queued resources: give up after this long, e.g. 6h")
   setup = parsers["setup"]
-  setup.add_argument("--repo-dir", default=".", help="local project to copy (default: cwd)")
+  setup.add_argument("--repo-dir", default=str(PROJECT_ROOT),
+                     help="local project to copy (default: this checkout)")
   setup.add_argument("--git-url", default=None, help="clone this repository instead of copying")
   setup.add_argument("--git-ref", default="main")
   run = parsers["run"]
@@ -212,9 +216,6 @@ def _run_gpu(args: argparse.Namespace) -> int:
     print(f"{'' if args.dry_run else '+ '}env {exports} {shlex.join(command)}", flush=True)
   if args.dry_run:
     return 0
-  if len(plan) == 1:
-    env, command = plan[0]
-    return subprocess.run(command, env={**os.environ, **env}, check=False).returncode
   return gpu.spawn(plan)
 
 

@@ -8,8 +8,11 @@ generated from the config, so every size of the model converts with the same cod
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -76,6 +79,11 @@ def _rules(cfg: VAEConfig) -> list[common.Rule]:
 
 def target_shapes(cfg: VAEConfig) -> dict[common.Path, tuple[int, ...]]:
   """Our parameter paths and shapes, from an abstract (allocation-free) model."""
+  return dict(_target_shapes(cfg))
+
+
+@functools.lru_cache(maxsize=8)
+def _target_shapes(cfg: VAEConfig) -> dict[common.Path, tuple[int, ...]]:
   return common.flat_shapes(nnx.eval_shape(lambda: OobleckVAE(cfg, rngs=nnx.Rngs(0))))
 
 
@@ -107,8 +115,32 @@ def convert_vae(state_dict: Mapping[str, np.ndarray], cfg: VAEConfig,
                         prefix=prefix, what="VAE checkpoint")
 
 
+def vae_from_arrays(cfg: VAEConfig, arrays: Mapping[common.Path, np.ndarray]) -> OobleckVAE:
+  """An OobleckVAE holding `arrays` (our paths), built without random initialisation."""
+  model = nnx.eval_shape(lambda: OobleckVAE(cfg, rngs=nnx.Rngs(0)))
+  common.load_into(model, arrays)
+  nnx.update(model, jax.tree.map(jnp.asarray, nnx.state(model)))  # device arrays, not numpy
+  return model
+
+
+def random_vae(cfg: VAEConfig, seed: int = 0) -> OobleckVAE:
+  """A VAE with random weights of the golden fixtures' statistics, for tests and benchmarks.
+
+  Every parameter is random (SnakeBeta α/β and biases too, unlike the zero-initialised model),
+  and kernels are N(0, 0.56/fan_in) like the fixtures' folded weights, so activations stay O(1).
+  """
+  rng = np.random.default_rng(seed)
+  arrays = {}
+  for path, shape in target_shapes(cfg).items():
+    if path[-1] == "kernel":
+      std = 0.75 / np.sqrt(shape[0] * shape[1])
+    else:
+      std = 0.1 if path[-1] == "bias" else 0.2
+    arrays[path] = rng.standard_normal(shape, np.float32) * np.float32(std)
+  return vae_from_arrays(cfg, arrays)
+
+
 def load_vae(state_dict: Mapping[str, np.ndarray], cfg: VAEConfig,
              prefix: str = PREFIX) -> OobleckVAE:
   """Builds an OobleckVAE holding the converted official weights."""
-  arrays = convert_vae(state_dict, cfg, prefix)
-  return common.load_into(OobleckVAE(cfg, rngs=nnx.Rngs(0)), arrays)
+  return vae_from_arrays(cfg, convert_vae(state_dict, cfg, prefix))

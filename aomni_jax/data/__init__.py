@@ -1,0 +1,1 @@
+"""Datasets: sources, synthesis, records, loading and feature precompute (see README.md)."""

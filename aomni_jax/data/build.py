@@ -43,7 +43,7 @@ class BuildConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-  """One item to synthesise: kind ("mix", "style", "single"), its index and input clips."""
+  """One item to synthesise: kind ("mix", "style", "single", "stems"), its index, input clips."""
   kind: str
   index: int
   clips: tuple[Clip, ...] = ()
@@ -59,20 +59,29 @@ def build_dataset(clips: list[Clip], out_dir: str, config: BuildConfig,
 
   `soundfont` (a General MIDI .sf2 with its licence) enables style-transfer pairs.
   """
-  os.makedirs(out_dir, exist_ok=True)
-  context = multiprocessing.get_context("spawn")  # fork is unsafe once JAX threads exist
-  with context.Pool(config.workers) as pool:
+  with _pool(config) as pool:
     usable, dropped = validate_clips(clips, config.checks, pool, progress)
-    jobs = plan_jobs(usable, config, soundfont)
-    shard_jobs = [jobs[shard::config.num_shards] for shard in range(config.num_shards)]
-    work = [(records.shard_name(i, config.num_shards), shard, config, out_dir)
-            for i, shard in enumerate(shard_jobs)]
+  return write_dataset(plan_jobs(usable, config, soundfont), out_dir, config, dropped, progress)
+
+
+def _pool(config: BuildConfig):
+  return multiprocessing.get_context("spawn").Pool(config.workers)  # fork is unsafe under JAX
+
+
+def write_dataset(jobs: list[Job], out_dir: str, config: BuildConfig,
+                  dropped: checks_lib.DropCounter, progress: bool = True) -> records.Manifest:
+  """Synthesises `jobs` into shards in parallel (one worker per shard) and writes the manifest."""
+  os.makedirs(out_dir, exist_ok=True)
+  work = [(records.shard_name(i, config.num_shards), jobs[i::config.num_shards], config, out_dir)
+          for i in range(config.num_shards)]
+  with _pool(config) as pool:
     stats = list(tqdm.tqdm(pool.imap_unordered(_write_shard, work), total=len(work),
                            desc="shards", disable=not progress))
   totals = collections.defaultdict(collections.Counter)
   for shard_stats in stats:
     for key, counter in shard_stats.items():
       totals[key].update(counter)
+  dropped = checks_lib.DropCounter(dropped)
   dropped.update(totals["dropped"])
   manifest = records.Manifest(
       shards=[w[0] for w in work], records=sum(totals["records"].values()),
@@ -150,6 +159,10 @@ def make_item(job: Job, config: BuildConfig) -> synth.Item:
                               rng, cfg)
   elif job.kind == "style":
     item = synth.style_item(job.item_id, job.clips[0].path, rng, cfg)
+  elif job.kind == "stems":
+    residual, target = job.clips
+    item = synth.stems_item(job.item_id, _load_clip(residual.path, cfg.rate),
+                            _load_clip(target.path, cfg.rate), target.label, rng, cfg)
   else:
     clip, = job.clips
     item = synth.single_item(job.item_id, _load_clip(clip.path, cfg.rate), clip.kind, clip.label,

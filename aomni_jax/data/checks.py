@@ -24,7 +24,7 @@ class ClipChecks:
   silence_dbfs: float = -60.0  # loudest 50 ms frame below this → "silent"
   max_clipped_fraction: float = 0.002  # share of samples inside full-scale runs → "clipped"
   min_rate: int = 8000  # below this the content cannot cover a useful band → "wrong_rate"
-  required_rate: int | None = None  # when set (e.g. model-made stems), any other rate → "wrong_rate"
+  required_rate: int | None = None  # when set (model-made stems), other rates → "wrong_rate"
 
 
 def clip_problem(audio: np.ndarray, rate: int, checks: ClipChecks) -> str | None:

@@ -7,6 +7,7 @@ examples and the same number of batches. The iterator state (`get_state`/`set_st
 JSON) resumes mid-epoch with exactly the batches that would have come next.
 
 Batch keys (B = per-process batch size):
+  example_index int64 [B]            position in the dataset (stable across runs; for debugging)
   task_id       int32 [B]            index into `templates.TASKS`
   instruction   str   [B]            the user turn (`templates.user_text`); system prompt by task
   transcript    str   [B]            TTS transcript, "" for other tasks
@@ -46,6 +47,12 @@ class Shapes:
   target_frames: int = 485100
   target_channels: int = 2
 
+  @classmethod
+  def for_model(cls, model) -> Shapes:
+    """Shapes a model config consumes (`config.model`), so small configs decode less audio."""
+    return cls(mel_frames=model.mel.num_samples, target_frames=model.sample_size,
+               target_channels=model.vae.audio_channels)
+
 
 class ExampleSource:
   """Random access to examples (several per record), indexed by the shards' count sidecars."""
@@ -59,22 +66,24 @@ class ExampleSource:
   def __len__(self) -> int:
     return len(self._record_of)
 
-  def __getitem__(self, index: int) -> tuple[bytes, int]:
-    return self._records[int(self._record_of[index])], int(self._slot_of[index])
+  def __getitem__(self, index: int) -> tuple[bytes, int, int]:
+    """Returns (record bytes, example slot within the record, example index)."""
+    return self._records[int(self._record_of[index])], int(self._slot_of[index]), int(index)
 
 
 class ExampleDecoder:
-  """Turns (record bytes, example slot) into one example dict of fixed-shape numpy arrays."""
+  """Turns an `ExampleSource` item into one example dict of fixed-shape numpy arrays."""
 
   def __init__(self, shapes: Shapes = Shapes(), include_audio: bool = True):
     self.shapes = shapes
     self.include_audio = include_audio
 
-  def __call__(self, record_and_slot: tuple[bytes, int]) -> dict[str, np.ndarray]:
-    data, slot = record_and_slot
+  def __call__(self, item: tuple[bytes, int, int]) -> dict[str, np.ndarray]:
+    data, slot, index = item
     record = records.decode_record(data)
     ex = record["examples"][slot]
     out = {
+        "example_index": np.int64(index),
         "task_id": np.int32(templates.task_id(ex["task"])),
         "instruction": np.str_(ex["instruction"]),
         "transcript": np.str_(ex["transcript"]),
@@ -106,9 +115,14 @@ class ExampleDecoder:
 
 def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: int | None = None,
                  process_index: int | None = None, process_count: int | None = None,
-                 worker_count: int = 0, shapes: Shapes = Shapes(),
-                 include_audio: bool = True) -> grain.IterDataset:
-  """The per-process batch stream; `process_*` default to this JAX process and the job size."""
+                 worker_count: int = 0, read_threads: int = 2, prefetch_batches: int = 2,
+                 shapes: Shapes = Shapes(), include_audio: bool = True) -> grain.IterDataset:
+  """The per-process batch stream; `process_*` default to this JAX process and the job size.
+
+  Elements are whole batches of several MB, so read-ahead is counted in batches: each process
+  (the main one, or each of `worker_count` workers) decodes with `read_threads` threads and
+  keeps `prefetch_batches` ready. grain's defaults (16 threads, 500 elements) suit KB records.
+  """
   if process_index is None or process_count is None:
     import jax  # pylint: disable=g-import-not-at-top  (only needed when not given explicitly)
     process_index, process_count = jax.process_index(), jax.process_count()
@@ -120,11 +134,14 @@ def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: i
                      f"on each of {process_count} processes")
   dataset = dataset[:per_epoch].shuffle(seed).repeat(num_epochs)
   dataset = dataset[process_index::process_count]
-  dataset = dataset.map(ExampleDecoder(shapes, include_audio)).batch(batch_size, drop_remainder=True)
-  iterable = dataset.to_iter_dataset()
+  dataset = dataset.map(ExampleDecoder(shapes, include_audio))
+  dataset = dataset.batch(batch_size, drop_remainder=True)
+  iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
+                                                        prefetch_buffer_size=prefetch_batches))
   if worker_count > 0:
     parse_absl_flags()
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=worker_count, per_worker_buffer_size=prefetch_batches))
   return iterable
 
 

@@ -51,7 +51,8 @@ def encode_record(item_id: str, stems: dict[str, np.ndarray], examples: list[dic
   if len(frames) > 1:
     raise ValueError(f"{item_id}: stems differ in length {sorted(frames)}")
   record = {
-      "schema": SCHEMA_VERSION, "id": item_id, "rate": rate, "frames": frames.pop() if frames else 0,
+      "schema": SCHEMA_VERSION, "id": item_id, "rate": rate,
+      "frames": frames.pop() if frames else 0,
       "stems": {name: {"codec": codec, "data": audio_io.encode_audio(stem, rate, codec)}
                 for name, stem in stems.items()},
       "examples": examples, "meta": meta,

@@ -159,7 +159,8 @@ def _alsa(root: str, copyright_text: str, unused_cache_dir: str) -> list[Clip]:
 def _asterisk(root: str, copyright_text: str, unused_cache_dir: str,
               max_words: int = 25) -> list[Clip]:
   """Asterisk IVR prompts read by one speaker; transcripts from core-sounds-en.txt.gz."""
-  transcript_file = os.path.join(root, "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+  transcript_file = os.path.join(root, "usr/share/doc/asterisk-core-sounds-en",
+                                 "core-sounds-en.txt.gz")
   if not os.path.exists(transcript_file):
     return []
   with gzip.open(transcript_file, "rt", encoding="utf-8", errors="replace") as handle:
@@ -231,7 +232,8 @@ DEBIAN_SOURCES = {
     "sonic-pi": DebianSource(("sonic-pi-samples",), _sonic_pi),
     "freedesktop": DebianSource(("sound-theme-freedesktop",), _freedesktop),
     "alsa": DebianSource(("alsa-utils",), _alsa),
-    "asterisk": DebianSource(("asterisk-core-sounds-en", "asterisk-core-sounds-en-g722"), _asterisk),
+    "asterisk": DebianSource(("asterisk-core-sounds-en", "asterisk-core-sounds-en-g722"),
+                             _asterisk),
     "gcompris": DebianSource(("gcompris-qt-data",), _gcompris),
 }
 SOUNDFONT_PACKAGE = "timgm6mb-soundfont"

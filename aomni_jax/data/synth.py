@@ -83,12 +83,12 @@ def mix_event(background: np.ndarray, event: np.ndarray, rng: np.random.Generato
   placed = np.zeros_like(background)
   placed[:, onset:stop] = event
   placed *= 10.0 ** ((snr - span_snr_db(placed, background, onset, stop)) / 20.0)
-  stems = _normalise({"background": background, "event": placed}, config)
+  stems = normalise_stems({"background": background, "event": placed}, config)
   return stems, {"snr_db": snr, "onset_s": onset / config.rate, "event_s": (stop - onset) /
                  config.rate, "semitones": semitones, "stretch": stretch}
 
 
-def _normalise(stems: dict[str, np.ndarray], config: SynthConfig) -> dict[str, np.ndarray]:
+def normalise_stems(stems: dict[str, np.ndarray], config: SynthConfig) -> dict[str, np.ndarray]:
   """One gain for all stems: the sum reaches the target loudness, and no stem or sum clips."""
   mixture = sum(stems.values())
   gain = dsp.gain_to_loudness(mixture, config.rate, config.target_lufs)
@@ -102,15 +102,34 @@ def mixture_item(item_id: str, background: np.ndarray, event: np.ndarray, bg_lab
                  event_label: str, rng: np.random.Generator, config: SynthConfig) -> Item:
   """The add/remove/extract triple for one mixture, plus a text-to-audio example of it."""
   stems, params = mix_event(background, event, rng, config)
-  both = ["background", "event"]
   caption = f"{event_label} with {bg_label} in the background"
-  examples = [
+  examples = edit_triple(event_label) + [
+      example("t2a", [], ["background", "event"], desc=caption, label=event_label)]
+  return Item(item_id, stems, examples, dict(params, labels=[event_label, bg_label]))
+
+
+def stems_item(item_id: str, residual: np.ndarray, target: np.ndarray, label: str,
+               rng: np.random.Generator, config: SynthConfig) -> Item:
+  """Edit pairs from separated stems of one recording (real branch): the same triple as a
+  synthetic mixture, over one shared random window of both stems."""
+  frames = min(residual.shape[-1], target.shape[-1])
+  start = int(rng.integers(0, max(0, frames - config.frames) + 1))
+  window = slice(start, start + min(frames, config.frames))
+  stems = {"background": residual[:, window], "event": target[:, window]}
+  stems = {name: dsp.fit_length(dsp.to_channels(stem, 2), config.frames)
+           for name, stem in stems.items()}
+  return Item(item_id, normalise_stems(stems, config), edit_triple(label),
+              {"labels": [label], "window_start_s": start / config.rate})
+
+
+def edit_triple(event_label: str) -> list[dict]:
+  """Add / remove / extract over stems "background" (residual) and "event" (target)."""
+  both = ["background", "event"]
+  return [
       example("add", ["background"], both, desc=event_label),
       example("remove", both, ["background"], desc=event_label),
       example("extract", both, ["event"], desc=event_label),
-      example("t2a", [], both, desc=caption, label=event_label),
   ]
-  return Item(item_id, stems, examples, dict(params, labels=[event_label, bg_label]))
 
 
 # ---- single clips: text-to-audio, text-to-music, speech --------------------------------------
@@ -129,7 +148,7 @@ def single_item(item_id: str, audio: np.ndarray, kind: str, label: str, caption:
   elif kind != "speech":
     audio = np.roll(dsp.fit_length(audio, config.frames),
                     int(rng.integers(0, config.frames - audio.shape[-1] + 1)), axis=-1)
-  stems = _normalise({"target": dsp.fit_length(audio, config.frames)}, config)
+  stems = normalise_stems({"target": dsp.fit_length(audio, config.frames)}, config)
   if kind == "speech":
     item_example = example("tts", [], ["target"], transcript=transcript, label=label)
   else:
@@ -206,7 +225,7 @@ def style_item(item_id: str, soundfont: str, rng: np.random.Generator,
   stems = {}
   for name in (first, second):
     rendered = {"target": render_phrase(soundfont, INSTRUMENTS[name], phrase, config)}
-    stems[name] = _normalise(rendered, config)["target"]
+    stems[name] = normalise_stems(rendered, config)["target"]
   examples = [
       example("style", [first], [second], desc=first, style_target=second, label=second),
       example("style", [second], [first], desc=second, style_target=first, label=first),

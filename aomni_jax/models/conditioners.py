@@ -31,35 +31,43 @@ def _over_time(dense: Dense, x: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Omni head: Qwen hidden states → tokens.
 
-def _bf16_round(x: jax.Array) -> jax.Array:
-  """One PyTorch bf16 op's output rounding (nearest-even), kept in float32 for the next op."""
-  return x.astype(jnp.bfloat16).astype(jnp.float32)
+def round_to_bf16(x: jax.Array) -> jax.Array:
+  """float32 → the nearest bfloat16 value (ties to even), still as float32.
+
+  Done on the bit pattern because XLA may drop a float32→bf16→float32 round trip under jit
+  (excess precision), which would silently skip the rounding PyTorch performs.
+  """
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+  bits = bits + jnp.uint32(0x7FFF) + ((bits >> 16) & jnp.uint32(1))
+  return jax.lax.bitcast_convert_type(bits & jnp.uint32(0xFFFF0000), jnp.float32)
 
 
 def rms_norm_bf16(x: jax.Array, eps: float = _RMS_EPS) -> jax.Array:
   """Weightless RMSNorm as PyTorch runs it on a bf16 tensor: each op in fp32, rounded to bf16.
 
-  square, mean (fp32 sum / N), + eps, rsqrt and the final multiply each round once; reproducing
-  every rounding is what makes the projected tokens match to 1e-6 instead of ~1e-2.
+  square, mean (fp32 sum / N), + eps, 1/sqrt and the final multiply each round once; reproducing
+  every rounding is what makes the projected tokens match to 1e-6 instead of ~1e-2. Takes and
+  returns float32 arrays holding bf16 values.
   """
-  xf = x.astype(jnp.bfloat16).astype(jnp.float32)
-  mean_square = _bf16_round(jnp.mean(_bf16_round(xf * xf), axis=-1, keepdims=True))
-  inv_rms = _bf16_round(1.0 / jnp.sqrt(_bf16_round(mean_square + eps)))
-  return (xf * inv_rms).astype(jnp.bfloat16)
+  x = round_to_bf16(x)
+  mean_square = round_to_bf16(jnp.mean(round_to_bf16(x * x), axis=-1, keepdims=True))
+  inv_rms = round_to_bf16(1.0 / jnp.sqrt(round_to_bf16(mean_square + eps)))
+  return round_to_bf16(x * inv_rms)
 
 
 def pack_qwen_features(hidden: jax.Array, attention_mask: jax.Array,
                        pad_length: int) -> tuple[jax.Array, jax.Array]:
-  """Keeps the real tokens in order, fits them to `pad_length`, and returns (bf16 [B,P,F], mask).
+  """Keeps the real tokens in order, fits them to `pad_length`; returns (features, mask).
 
   Longer sequences are resampled with two-point linear interpolation (align_corners=False, no
   antialiasing; weights in fp32, one bf16 rounding per output); shorter ones are right-padded
-  with zeros. The mask is True for the first min(real_len, pad_length) rows.
+  with zeros. Features are float32 holding bf16 values ([B, P, F]); the mask is True for the
+  first min(real_len, pad_length) rows.
   """
   valid = attention_mask.astype(bool)
   lengths = jnp.sum(valid, axis=1).astype(jnp.int32)
   order = jnp.argsort(~valid, axis=1, stable=True)  # real positions first, original order
-  real = jnp.take_along_axis(hidden.astype(jnp.bfloat16), order[..., None], axis=1)
+  real = jnp.take_along_axis(round_to_bf16(hidden), order[..., None], axis=1)
   if real.shape[1] < pad_length:
     real = jnp.pad(real, ((0, 0), (0, pad_length - real.shape[1]), (0, 0)))
   rows = jnp.arange(pad_length)
@@ -70,9 +78,9 @@ def pack_qwen_features(hidden: jax.Array, attention_mask: jax.Array,
     left = jnp.floor(source).astype(jnp.int32)
     right = jnp.minimum(left + 1, lengths[:, None] - 1)
     w_right = (source - left.astype(jnp.float32))[..., None]
-    x_left = jnp.take_along_axis(real, left[..., None], axis=1).astype(jnp.float32)
-    x_right = jnp.take_along_axis(real, right[..., None], axis=1).astype(jnp.float32)
-    resampled = ((1.0 - w_right) * x_left + w_right * x_right).astype(jnp.bfloat16)
+    x_left = jnp.take_along_axis(real, left[..., None], axis=1)
+    x_right = jnp.take_along_axis(real, right[..., None], axis=1)
+    resampled = round_to_bf16((1.0 - w_right) * x_left + w_right * x_right)
     packed = jnp.where((lengths > pad_length)[:, None, None], resampled, packed)
   return packed, rows[None, :] < jnp.minimum(lengths, pad_length)[:, None]
 
@@ -86,7 +94,7 @@ class OmniHead(nnx.Module):
 
   def __call__(self, hidden: jax.Array, attention_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     packed, mask = pack_qwen_features(hidden, attention_mask, self.pad_length)
-    return self.proj(rms_norm_bf16(packed).astype(jnp.float32)), mask
+    return self.proj(rms_norm_bf16(packed)), mask
 
 
 # ---------------------------------------------------------------------------------------------

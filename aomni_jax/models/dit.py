@@ -145,8 +145,8 @@ class TransformerBlock(nnx.Module):
         x = x + self.cross_attn(self.cross_norm(x), k, v, key_mask, kv_lengths)
       else:
         head = x[:cross_rows]
-        head = head + self.cross_attn(self.cross_norm(head), k, v, key_mask, kv_lengths)
-        x = jnp.concatenate([head, x[cross_rows:]], axis=0)
+        x = x.at[:cross_rows].add(self.cross_attn(self.cross_norm(head), k, v, key_mask,
+                                                  kv_lengths))
     return x + self.ff(self.ff_norm(x))
 
 
@@ -200,6 +200,19 @@ class DiffusionTransformer(nnx.Module):
     _, (k, v) = jax.lax.scan(layer_kv, None, state)
     return Context(k=k, v=v, key_mask=key_mask, kv_lengths=kv_lengths)
 
+  def unstack_layers(self, context: Context | None) -> list[tuple]:
+    """Per-layer (block state, k, v), sliced once.
+
+    Slicing the stacked weights inside a loop over sampling steps would copy every layer's
+    weights on every step; a sampler calls this once, before its loop, and passes the result
+    to `forward(..., layers=...)`.
+    """
+    _, state = nnx.split(self.blocks)
+    take = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
+    return [(take(state, i),
+             None if context is None else context.k[i],
+             None if context is None else context.v[i]) for i in range(self.cfg.depth)]
+
   def __call__(self, x: jax.Array, t: jax.Array, cross_cond: jax.Array | None = None,
                cross_mask: jax.Array | None = None,
                global_cond: jax.Array | None = None) -> jax.Array:
@@ -208,8 +221,12 @@ class DiffusionTransformer(nnx.Module):
     return self.forward(x, t, context, global_cond)
 
   def forward(self, x: jax.Array, t: jax.Array, context: Context | None,
-              global_cond: jax.Array | None, *, cross_rows: int | None = None) -> jax.Array:
-    """Velocity from a prepared context. With `cross_rows`, only the first rows see it."""
+              global_cond: jax.Array | None, *, cross_rows: int | None = None,
+              layers: list[tuple] | None = None) -> jax.Array:
+    """Velocity from a prepared context. With `cross_rows`, only the first rows see it.
+
+    `layers` (from `unstack_layers`) runs the blocks unrolled from pre-sliced weights.
+    """
     cfg = self.cfg
     b, n_lat, _ = x.shape
     t_emb = self.to_timestep(fourier_features(t, self.timestep_features[...]))  # [B, d]
@@ -223,12 +240,12 @@ class DiffusionTransformer(nnx.Module):
     n_pre = prepend.shape[1]
     positions = jnp.arange(n_pre + n_lat)
     cos, sin = rotary_cos_sin(positions, inverse_frequencies(cfg.rotary_dim, cfg.rotary_base))
-    h = self._run_blocks(h, cos, sin, context, cross_rows)
+    h = self._run_blocks(h, cos, sin, context, cross_rows, layers)
     out = self.project_out(h[:, n_pre:]).astype(jnp.float32)
     return out + self.postprocess(out).astype(jnp.float32)
 
   def _run_blocks(self, h: jax.Array, cos: jax.Array, sin: jax.Array, context: Context | None,
-                  cross_rows: int | None) -> jax.Array:
+                  cross_rows: int | None, layers: list[tuple] | None) -> jax.Array:
     graphdef, state = nnx.split(self.blocks)
 
     def body(carry, xs):
@@ -238,6 +255,10 @@ class DiffusionTransformer(nnx.Module):
       return block(carry, cos, sin, cross, cross_rows), None
 
     body = maybe_remat(body, self.cfg.remat, prevent_cse=not self.cfg.scan_layers)
+    if layers is not None:
+      for layer in layers:
+        h, _ = body(h, layer)
+      return h
     kv = (None, None) if context is None else (context.k, context.v)
     if self.cfg.scan_layers:
       h, _ = jax.lax.scan(body, h, (state, *kv))

@@ -2,8 +2,8 @@
 
 Activations are channels-last ([B, T, C]). Weight norm is folded at conversion, so every conv holds
 a plain kernel `[k, in, out]`; transposed convs hold the equivalent forward-conv kernel (flipped,
-`conversion.common.conv_transpose1d`) and run as an input-dilated convolution, which reproduces
-PyTorch's ConvTranspose1d length `(L − 1)·s − 2p + k`.
+`conversion.common.conv_transpose1d`) and run polyphase (see `ConvTranspose1d`), with PyTorch's
+output length `(L − 1)·s − 2p + k`.
 
 Numerics: parameters stay in `param_dtype`; convolutions run in `VAEConfig.dtype` (bf16 for speed,
 float32 for parity); SnakeBeta and the bottleneck compute in float32 inside fused element-wise ops,
@@ -26,6 +26,10 @@ from aomni_jax.layers.linear import make_param
 
 _DIMENSIONS = ("NWC", "WIO", "NWC")
 _RESIDUAL_DILATIONS = (1, 3, 9)
+# N(0, 1/fan_in) with fan_in = k·in. Untruncated: truncated-normal sampling takes ~1 s to compile
+# per kernel shape on CPU, and the VAE is only ever used with converted weights.
+_KERNEL_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal",
+                                                    in_axis=-2, out_axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ class Conv1d(nnx.Module):
                dtype: jnp.dtype, param_dtype: jnp.dtype, stride: int = 1, dilation: int = 1,
                padding: int = 0, use_bias: bool = True):
     self.stride, self.dilation, self.padding, self.dtype = stride, dilation, padding, dtype
-    self.kernel = make_param(rngs, jax.nn.initializers.lecun_normal(),
+    self.kernel = make_param(rngs, _KERNEL_INIT,
                              (kernel_size, in_channels, out_channels),
                              (None, "conv_in", "conv_out"), param_dtype)
     self.bias = (make_param(rngs, jax.nn.initializers.zeros, (out_channels,), ("conv_out",),
@@ -75,9 +79,14 @@ class Conv1d(nnx.Module):
 
 
 class ConvTranspose1d(nnx.Module):
-  """PyTorch-semantics ConvTranspose1d (no output padding) as a conv over the s-dilated input.
+  """PyTorch-semantics ConvTranspose1d (no output padding), computed polyphase.
 
-  The kernel is stored in forward-conv form: PyTorch's [in, out, k] flipped along k, as [k, in, out].
+  The kernel is stored in forward-conv form: PyTorch's [in, out, k] flipped along k, as [k, in, out]
+  (`conversion.common.conv_transpose1d`). With w[j] the PyTorch taps, padded with zeros to m·s
+  taps (m = ⌈k/s⌉), the uncropped output at q·s + r is Σ_t x[q − t]·w[t·s + r]: one stride-1 conv
+  with m taps and s·out channels, whose channels-last output reshapes for free into the s phases.
+  That multiplies no inserted zeros (unlike a conv over the s-dilated input, s× the work) and is a
+  plain convolution on every backend. PyTorch's padding p then crops p samples from each end.
   """
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int,
@@ -85,17 +94,32 @@ class ConvTranspose1d(nnx.Module):
     if padding > kernel_size - 1:
       raise ValueError(f"padding {padding} must not exceed kernel_size - 1 = {kernel_size - 1}")
     self.stride, self.padding, self.dtype = stride, padding, dtype
-    self.kernel = make_param(rngs, jax.nn.initializers.lecun_normal(),
+    self.kernel = make_param(rngs, _KERNEL_INIT,
                              (kernel_size, in_channels, out_channels),
                              (None, "conv_in", "conv_out"), param_dtype)
     self.bias = make_param(rngs, jax.nn.initializers.zeros, (out_channels,), ("conv_out",),
                            param_dtype)
 
+  def _phase_kernel(self) -> jax.Array:
+    """[m, in, s·out]: tap t of the conv reads x[q − (m − 1 − t)] and holds w[(m−1−t)·s + r]."""
+    k, c_in, c_out = self.kernel.shape
+    s = self.stride
+    m = -(-k // s)
+    w = self.kernel[...].astype(self.dtype)[::-1]  # back to PyTorch tap order
+    w = jnp.pad(w, ((0, m * s - k), (0, 0), (0, 0)))
+    taps = w.reshape(m, s, c_in, c_out).transpose(0, 2, 1, 3).reshape(m, c_in, s * c_out)
+    return taps[::-1]
+
   def __call__(self, x: jax.Array) -> jax.Array:
-    edge = self.kernel.shape[0] - 1 - self.padding
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), self.kernel[...].astype(self.dtype), (1,), [(edge, edge)],
-        lhs_dilation=(self.stride,), dimension_numbers=_DIMENSIONS)
+    batch, length, _ = x.shape
+    k, _, c_out = self.kernel.shape
+    kernel = self._phase_kernel()
+    m = kernel.shape[0]
+    y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel, (1,), [(m - 1, m - 1)],
+                                     dimension_numbers=_DIMENSIONS)  # [B, L + m − 1, s·out]
+    y = y.reshape(batch, (length + m - 1) * self.stride, c_out)
+    out_length = (length - 1) * self.stride + k - 2 * self.padding
+    y = jax.lax.slice_in_dim(y, self.padding, self.padding + out_length, axis=1)
     return y + self.bias[...].astype(self.dtype)
 
 
@@ -108,16 +132,24 @@ class _Numerics:
   def kwargs(self) -> dict:
     return {"rngs": self.rngs, "dtype": self.dtype, "param_dtype": self.param_dtype}
 
+  def snake(self, channels: int) -> SnakeBeta:
+    return SnakeBeta(channels, rngs=self.rngs, param_dtype=self.param_dtype)
+
+
+def _run(layers: Sequence[Callable[[jax.Array], jax.Array]], x: jax.Array) -> jax.Array:
+  for layer in layers:
+    x = layer(x)
+  return x
+
 
 class ResidualUnit(nnx.Module):
   """x + conv1x1(snake(conv7_dilated(snake(x))))."""
 
   def __init__(self, channels: int, dilation: int, numerics: _Numerics):
-    p = numerics.param_dtype
-    self.snake_in = SnakeBeta(channels, rngs=numerics.rngs, param_dtype=p)
+    self.snake_in = numerics.snake(channels)
     self.conv_dilated = Conv1d(channels, channels, 7, dilation=dilation, padding=3 * dilation,
                                **numerics.kwargs())
-    self.snake_mid = SnakeBeta(channels, rngs=numerics.rngs, param_dtype=p)
+    self.snake_mid = numerics.snake(channels)
     self.conv_pointwise = Conv1d(channels, channels, 1, **numerics.kwargs())
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -129,37 +161,26 @@ class EncoderBlock(nnx.Module):
 
   def __init__(self, in_channels: int, out_channels: int, stride: int, numerics: _Numerics):
     self.res_units = nnx.List([ResidualUnit(in_channels, d, numerics) for d in _RESIDUAL_DILATIONS])
-    self.snake = SnakeBeta(in_channels, rngs=numerics.rngs, param_dtype=numerics.param_dtype)
+    self.snake = numerics.snake(in_channels)
     self.down = Conv1d(in_channels, out_channels, 2 * stride, stride=stride,
                        padding=math.ceil(stride / 2), **numerics.kwargs())
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    for unit in self.res_units:
-      x = unit(x)
-    return self.down(self.snake(x))
+    return self.down(self.snake(_run(self.res_units, x)))
 
 
 class DecoderBlock(nnx.Module):
   """SnakeBeta, a transposed conv (k 2s, stride s, p ⌈s/2⌉), then three residual units."""
 
   def __init__(self, in_channels: int, out_channels: int, stride: int, numerics: _Numerics):
-    self.snake = SnakeBeta(in_channels, rngs=numerics.rngs, param_dtype=numerics.param_dtype)
+    self.snake = numerics.snake(in_channels)
     self.up = ConvTranspose1d(in_channels, out_channels, 2 * stride, stride=stride,
                               padding=math.ceil(stride / 2), **numerics.kwargs())
     self.res_units = nnx.List([ResidualUnit(out_channels, d, numerics)
                                for d in _RESIDUAL_DILATIONS])
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = self.up(self.snake(x))
-    for unit in self.res_units:
-      x = unit(x)
-    return x
-
-
-def _run(layers: Sequence[Callable[[jax.Array], jax.Array]], x: jax.Array) -> jax.Array:
-  for layer in layers:
-    x = layer(x)
-  return x
+    return _run(self.res_units, self.up(self.snake(x)))
 
 
 def _widths(cfg: VAEConfig) -> list[int]:
@@ -175,7 +196,7 @@ class OobleckEncoder(nnx.Module):
     self.conv_in = Conv1d(cfg.audio_channels, widths[0], 7, padding=3, **numerics.kwargs())
     self.blocks = nnx.List([EncoderBlock(widths[i], widths[i + 1], s, numerics)
                             for i, s in enumerate(cfg.strides)])
-    self.snake_out = SnakeBeta(widths[-1], rngs=numerics.rngs, param_dtype=numerics.param_dtype)
+    self.snake_out = numerics.snake(widths[-1])
     self.conv_out = Conv1d(widths[-1], 2 * cfg.latent_dim, 3, padding=1, **numerics.kwargs())
 
   def layers(self) -> list[Callable[[jax.Array], jax.Array]]:
@@ -194,7 +215,7 @@ class OobleckDecoder(nnx.Module):
     self.conv_in = Conv1d(cfg.latent_dim, widths[-1], 7, padding=3, **numerics.kwargs())
     self.blocks = nnx.List([DecoderBlock(widths[i + 1], widths[i], cfg.strides[i], numerics)
                             for i in reversed(range(len(cfg.strides)))])
-    self.snake_out = SnakeBeta(widths[0], rngs=numerics.rngs, param_dtype=numerics.param_dtype)
+    self.snake_out = numerics.snake(widths[0])
     self.conv_out = Conv1d(widths[0], cfg.audio_channels, 7, padding=3, use_bias=False,
                            **numerics.kwargs())
 

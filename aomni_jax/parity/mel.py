@@ -12,8 +12,7 @@ from safetensors.numpy import load_file
 
 from aomni_jax.audio.mel import log_mel_spectrogram, mel_filterbank, stft_magnitude
 from aomni_jax.config import MelConfig
-from aomni_jax.conversion.common import load_into
-from aomni_jax.conversion.official import convert_head
+from aomni_jax.conversion.official import build_loaded, convert_head
 from aomni_jax.models.conditioners import MelHead
 from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
 
@@ -32,9 +31,9 @@ def config_from_manifest(manifest: dict) -> MelConfig:
 
 
 def load_head(fixture_dir: pathlib.Path, cfg: MelConfig, manifest: dict) -> MelHead:
-  head = MelHead(cfg, rngs=nnx.Rngs(0))
-  arrays = convert_head("mel", load_file(weights_path(fixture_dir, manifest)), head)
-  return load_into(head, arrays)
+  make = lambda: MelHead(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+  state = load_file(weights_path(fixture_dir, manifest))
+  return build_loaded(make, convert_head("mel", state, nnx.eval_shape(make)))
 
 
 def int16_to_float(x: np.ndarray) -> jax.Array:

@@ -11,8 +11,7 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 from aomni_jax.config import SyncConfig
-from aomni_jax.conversion.common import load_into
-from aomni_jax.conversion.official import convert_head
+from aomni_jax.conversion.official import build_loaded, convert_head
 from aomni_jax.models.conditioners import SyncHead
 from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
 
@@ -29,8 +28,9 @@ def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   fixture_dir = pathlib.Path(fixture_dir)
   manifest = read_manifest(fixture_dir)
   arrays = np.load(fixture_dir / "cases.npz")
-  head = SyncHead(config_from_manifest(manifest), rngs=nnx.Rngs(0))
-  load_into(head, convert_head("sync", load_file(weights_path(fixture_dir, manifest)), head))
+  make = lambda: SyncHead(config_from_manifest(manifest), rngs=nnx.Rngs(0))  # noqa: E731
+  state = load_file(weights_path(fixture_dir, manifest))
+  head = build_loaded(make, convert_head("sync", state, nnx.eval_shape(make)))
   with jax.default_matmul_precision("highest"):
     out = head(jnp.asarray(arrays["sync_features"]))
   return [compare("output", out, arrays["output"], atol=ATOL, rtol=ATOL)]

@@ -11,8 +11,7 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 from aomni_jax.config import TranscriptConfig
-from aomni_jax.conversion.common import load_into
-from aomni_jax.conversion.official import convert_head
+from aomni_jax.conversion.official import build_loaded, convert_head
 from aomni_jax.layers.norms import rms_norm
 from aomni_jax.models.transcript import TranscriptEncoder, tokenize
 from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
@@ -33,9 +32,9 @@ def config_from_manifest(manifest: dict) -> TranscriptConfig:
 
 def load_encoder(fixture_dir: pathlib.Path, cfg: TranscriptConfig,
                  manifest: dict) -> TranscriptEncoder:
-  encoder = TranscriptEncoder(cfg, rngs=nnx.Rngs(0))
-  arrays = convert_head("transcript", load_file(weights_path(fixture_dir, manifest)), encoder)
-  return load_into(encoder, arrays)
+  make = lambda: TranscriptEncoder(cfg, rngs=nnx.Rngs(0))  # noqa: E731
+  state = load_file(weights_path(fixture_dir, manifest))
+  return build_loaded(make, convert_head("transcript", state, nnx.eval_shape(make)))
 
 
 def _exact(name: str, ok: bool) -> CaseResult:
@@ -55,6 +54,7 @@ def _front_end(batch: str, spec: dict) -> list[CaseResult]:
   return results
 
 
+@nnx.jit
 def _stages(encoder: TranscriptEncoder, ids: jax.Array, has_text: jax.Array) -> dict[str, jax.Array]:
   """Our values of the fixture's intermediates (names as in cases.npz, torch layouts)."""
   x = encoder.embed(ids)

@@ -29,9 +29,12 @@ from aomni_jax.train.state import StateSpec, TrainState, make_state_spec
 LATENTS = "latents"  # [B, T, C] VAE latents of the target audio (channels-last)
 
 
-def conditioning(heads: nnx.Module, batch: dict[str, jax.Array]):
-  """The heads map the batch's frozen features to DiTConditioning (see ConditionerHeads)."""
-  return heads(batch)
+def conditioning(heads: nnx.Module, batch: dict[str, jax.Array], key: jax.Array):
+  """The heads map the batch's frozen features (`ConditionerInputs` fields) to DiTConditioning;
+  `key` drives their training-only randomness (the TTS infill mask of the mel path)."""
+  from aomni_jax.models.conditioners import ConditionerInputs  # pylint: disable=g-import-not-at-top
+  inputs = ConditionerInputs(**{f: batch[f] for f in ConditionerInputs._fields if f in batch})
+  return heads(inputs, train=True, key=key)
 
 
 def ema_decay(decay: float, step: jax.Array) -> jax.Array:
@@ -73,9 +76,10 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
   def loss_fn(params, buffers, micro, key):
     dit = nnx.merge(spec.graphdefs["dit"], params["dit"], buffers["dit"])
     heads = nnx.merge(spec.graphdefs["heads"], params["heads"], buffers["heads"])
-    cond = conditioning(heads, micro)
-    loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), micro[LATENTS], cond, key,
-                                       flow_cfg)
+    heads_key, flow_key = jax.random.split(key)
+    cond = conditioning(heads, micro, heads_key)
+    loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), micro[LATENTS], cond,
+                                       flow_key, flow_cfg)
     return loss
 
   grad_fn = jax.value_and_grad(loss_fn)
@@ -98,7 +102,7 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
                                       (jnp.arange(accum), micro))
       loss = loss / accum
       grads = jax.tree.map(lambda g: g / accum, grads)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -110,7 +114,8 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
                               opt_state=keep_new(opt_state, state.opt_state),
                               ema_params=keep_new(ema, state.ema_params))
     metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(state.step),
-               "nonfinite": (~finite).astype(jnp.int32), "step": state.step}
+               "nonfinite": (~finite).astype(jnp.int32), "step": state.step,
+               **{f"grad_norm_{name}": optax.tree.norm(grads[name]) for name in grads}}
     return new_state, metrics
 
   return step_fn

@@ -86,9 +86,9 @@ class AudioEncoder(nnx.Module):
     d, n = a.d_model, a.num_layers
     self.cfg = cfg
     self.conv1_kernel = make_param(rngs, _normal, (3, a.num_mel_bins, d),
-                                   ("conv_in", "conv_in", "embed"), dt)
+                                   (None, None, "embed"), dt)
     self.conv1_bias = make_param(rngs, _zeros, (d,), ("embed",), dt)
-    self.conv2_kernel = make_param(rngs, _normal, (3, d, d), ("conv_in", "conv_in", "embed"), dt)
+    self.conv2_kernel = make_param(rngs, _normal, (3, d, d), (None, None, "embed"), dt)
     self.conv2_bias = make_param(rngs, _zeros, (d,), ("embed",), dt)
     # Stored in every checkpoint but unused by the thinker's forward; kept for strict loading.
     self.bos_eos_embedding = make_param(rngs, _normal, (2, a.output_dim), (None, "embed"), dt)

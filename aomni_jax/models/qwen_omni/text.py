@@ -100,12 +100,20 @@ class TextDecoder(nnx.Module):
         q, k, v, key_mask=None if attention_mask is None else attention_mask.astype(bool),
         causal=True, backend=self.cfg.attention)
 
-    def body(h, p):
-      h, _ = _layer(self.cfg, p, h, cos, sin, attend)
-      return h, (h if collect else None)
+    if collect:
+      def body(h, p):
+        h, _ = _layer(self.cfg, p, h, cos, sin, attend)
+        return h, h
 
-    x, states = jax.lax.scan(body, x, self.layers.stacked(n))
-    return x, states
+      return jax.lax.scan(body, x, self.layers.stacked(n))
+    # Index the full stack inside the loop: slicing it first would copy the weights.
+    params = self.layers.stacked(self.cfg.text.num_layers)
+
+    def step(i, h):
+      p = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), params)
+      return _layer(self.cfg, p, h, cos, sin, attend)[0]
+
+    return jax.lax.fori_loop(0, n, step, x), None
 
   def prefill(self, x: jax.Array, position_ids: jax.Array, attention_mask: jax.Array,
               max_len: int) -> tuple[jax.Array, KVCache]:

@@ -17,7 +17,7 @@ from tests.models.qwen import tiny
 class Tiny:
   variant: str
   hf: object  # transformers Qwen2_5OmniThinkerForConditionalGeneration, fp32, eval
-  directory: str  # save_pretrained thinker + processor files
+  directory: str  # save_pretrained thinker (+ tokenizer files)
   cfg: object  # our ThinkerConfig (fp32)
   model: object  # our Thinker, converted from `directory`
   processor: object
@@ -36,14 +36,13 @@ def _make(variant: str, tmp_path_factory) -> Tiny:
   import torch
   from aomni_jax.conversion.hf_qwen import load_thinker
   from aomni_jax.models.qwen_omni.config import load_thinker_config
-  from aomni_jax.models.qwen_omni.processing import load_processor
   torch.set_num_threads(2)
   directory = str(tmp_path_factory.mktemp(f"thinker_{variant}"))
   hf = tiny.perturbed_thinker(tiny.tiny_config(variant))
   hf.save_pretrained(directory)
-  tiny.write_processor(directory)
   cfg = load_thinker_config(directory, dtype="float32", param_dtype="float32")
-  return Tiny(variant, hf, directory, cfg, load_thinker(directory, cfg), load_processor(directory))
+  return Tiny(variant, hf, directory, cfg, load_thinker(directory, cfg),
+              tiny.make_processor())
 
 
 @pytest.fixture(scope="session", params=["a", "b"])

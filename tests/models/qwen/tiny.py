@@ -81,29 +81,28 @@ def perturbed_thinker(config: dict, seed: int = 0):
 
 def byte_vocab() -> dict[str, int]:
   """GPT-2's byte→unicode table as the vocab (ids 0–255), then the specials (256–266)."""
-  from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
+  from transformers.convert_slow_tokenizer import bytes_to_unicode
   vocab = {ch: i for i, ch in enumerate(bytes_to_unicode()[b] for b in range(256))}
   vocab.update({tok: 256 + i for i, tok in enumerate(SPECIAL_TOKENS)})
   return vocab
 
 
-def write_processor(directory: str, chunk_length: int = 30) -> None:
-  """Saves a byte-level tokenizer, a Whisper extractor and a Qwen2-VL image processor.
+def make_processor(chunk_length: int = 30):
+  """A Qwen2_5OmniProcessor over a byte-level tokenizer (one token per UTF-8 byte), a Whisper
+  extractor and a Qwen2-VL (PIL) image processor.
 
-  No video processor: transformers' needs torchvision, which this CPU image lacks; video tests
-  build the pixel rows and the expanded prompt themselves (`video_batch`).
+  transformers' video processor needs torchvision, which this CPU image lacks, and without it
+  5.x refuses to construct the omni processor at all (its class check resolves the video
+  processor mapping). The check is skipped here, for the `None` video processor only; video
+  tests build the pixel rows and the expanded prompt themselves.
   """
+  from unittest import mock
+
   from transformers import (Qwen2_5OmniProcessor, Qwen2Tokenizer, Qwen2VLImageProcessorPil,
                             WhisperFeatureExtractor)
-  os.makedirs(directory, exist_ok=True)
-  vocab_file, merges_file = os.path.join(directory, "vocab.json"), os.path.join(directory,
-                                                                                "merges.txt")
-  with open(vocab_file, "w", encoding="utf-8") as f:
-    json.dump(byte_vocab(), f)
-  with open(merges_file, "w", encoding="utf-8") as f:
-    f.write("#version: 0.2\n")
+  from transformers.processing_utils import ProcessorMixin
   tokenizer = Qwen2Tokenizer(
-      vocab_file=vocab_file, merges_file=merges_file, eos_token="<|im_end|>",
+      vocab=byte_vocab(), merges=[], eos_token="<|im_end|>",
       pad_token="<|endoftext|>",
       extra_special_tokens={"image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>",
                             "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>",
@@ -111,10 +110,58 @@ def write_processor(directory: str, chunk_length: int = 30) -> None:
                             "audio_bos_token": "<|audio_bos|>",
                             "audio_eos_token": "<|audio_eos|>"})
   tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
-  processor = Qwen2_5OmniProcessor(
-      image_processor=Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056),
-      feature_extractor=WhisperFeatureExtractor(
-          feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400,
-          chunk_length=chunk_length, return_attention_mask=True, dither=0.0),
-      tokenizer=tokenizer)
-  processor.save_pretrained(directory)
+  check = ProcessorMixin.check_argument_for_proper_class
+  skip_none = lambda self, name, arg: None if arg is None else check(self, name, arg)
+  with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", skip_none):
+    return Qwen2_5OmniProcessor(
+        image_processor=Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056),
+        video_processor=None,
+        feature_extractor=WhisperFeatureExtractor(
+            feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400,
+            chunk_length=chunk_length, return_attention_mask=True, dither=0.0),
+        tokenizer=tokenizer)
+
+
+def audio_tokens(mel_frames: int) -> int:
+  return ((mel_frames - 1) // 2 + 1 - 2) // 2 + 1
+
+
+def _chunks(values: np.ndarray, per_chunk: int) -> list[int]:
+  """Sizes of the runs of `values` falling into successive [k·per_chunk, (k+1)·per_chunk)."""
+  return np.bincount((np.asarray(values) // per_chunk).astype(int)).tolist()
+
+
+def video_placeholder(grid_thw, second_per_grid: float, *, merge: int = 2,
+                      audio_frames: int | None = None, per_second: int = 25,
+                      seconds_per_chunk: int = 2) -> str:
+  """The expanded `<|VIDEO|>` block, with the audio interleaved in 2-second chunks if given."""
+  t, h, w = grid_thw
+  per_frame = h * w // merge ** 2
+  if audio_frames is None:
+    return "<|vision_bos|>" + "<|VIDEO|>" * (t * per_frame) + "<|vision_eos|>"
+  per_chunk = per_second * seconds_per_chunk
+  video = _chunks(np.repeat(np.arange(t) * second_per_grid * per_second, per_frame), per_chunk)
+  audio = _chunks(np.arange(audio_tokens(audio_frames)), per_chunk)
+  body = ""
+  for j in range(max(len(video), len(audio))):
+    body += "<|VIDEO|>" * (video[j] if j < len(video) else 0)
+    body += "<|AUDIO|>" * (audio[j] if j < len(audio) else 0)
+  return "<|vision_bos|><|audio_bos|>" + body + "<|audio_eos|><|vision_eos|>"
+
+
+def video_batch(processor, texts: list[str], grids: list[tuple[int, int, int]],
+                second_per_grid: float, rng: np.random.Generator, audio=None) -> dict:
+  """A batch as the omni processor would return it for videos (random normalised pixels)."""
+  import torch
+  batch = dict(processor.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt"))
+  rows = sum(int(np.prod(g)) for g in grids)
+  batch["pixel_values_videos"] = torch.tensor(rng.standard_normal((rows, 3 * 2 * 14 * 14)),
+                                              dtype=torch.float32)
+  batch["video_grid_thw"] = torch.tensor(grids, dtype=torch.long)
+  batch["video_second_per_grid"] = torch.tensor([second_per_grid] * len(grids))
+  if audio is not None:
+    feats = processor.feature_extractor(audio, sampling_rate=16000, return_attention_mask=True,
+                                        padding="max_length", return_tensors="pt")
+    batch["input_features"] = feats["input_features"]
+    batch["feature_attention_mask"] = feats["attention_mask"]
+  return batch

@@ -1,0 +1,116 @@
+"""`aomni-data`: build, precompute and inspect datasets (thin wrapper over `aomni_jax.data`).
+
+  aomni-data build --out DIR                      the embedded default (Debian packages)
+  aomni-data build --out DIR --sources sonic-pi,asterisk --mixtures 500
+  aomni-data build --out DIR --table clips.csv    your corpus: CSV path,label[,kind,caption,…]
+  aomni-data build --out DIR --stems STEMS_DIR    separated stems → edit pairs (real branch)
+  aomni-data precompute --data DIR --out DIR --config configs/tiny.py --features vae_latents
+  aomni-data inspect --data DIR --out PREVIEW_DIR --examples 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+
+from aomni_jax.audio import io as audio_io
+from aomni_jax.data import build
+from aomni_jax.data import debian
+from aomni_jax.data import default
+from aomni_jax.data import loader
+from aomni_jax.data import precompute
+from aomni_jax.data import preview
+from aomni_jax.data import real
+from aomni_jax.data import records
+from aomni_jax.data import sources
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="aomni-data", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest="command", required=True)
+
+  b = commands.add_parser("build", help="sources → ArrayRecord shards + manifest")
+  b.add_argument("--out", required=True)
+  b.add_argument("--table", help="clip CSV (columns: " + ",".join(sources.CSV_COLUMNS) + ")")
+  b.add_argument("--stems", help="folder of separated stems with labels.csv (real branch)")
+  b.add_argument("--sources", default=",".join(default.DEFAULT_SOURCES),
+                 help=f"Debian sources when no --table/--stems: {','.join(sources.DEBIAN_SOURCES)}")
+  b.add_argument("--cache", default=os.path.expanduser("~/.cache/aomni_jax/debian"))
+  b.add_argument("--no-style", action="store_true", help="skip the soundfont / style pairs")
+  defaults = default.DEFAULT_BUILD
+  b.add_argument("--seed", type=int, default=defaults.seed)
+  b.add_argument("--mixtures", type=int, default=defaults.mixtures)
+  b.add_argument("--style-pairs", type=int, default=defaults.style_pairs)
+  b.add_argument("--singles", type=int, default=defaults.max_singles_per_kind,
+                 help="max T2A / T2M / TTS items per clip kind")
+  b.add_argument("--shards", type=int, default=defaults.num_shards)
+  b.add_argument("--workers", type=int, default=defaults.workers)
+  b.add_argument("--codec", default=defaults.codec, choices=sorted(audio_io.CODECS))
+
+  p = commands.add_parser("precompute", help="frozen features → feature shards")
+  p.add_argument("--data", required=True)
+  p.add_argument("--out", required=True)
+  p.add_argument("--config", required=True, help="configs/*.py (model shapes)")
+  p.add_argument("--features", default="vae_latents,transcript_ids",
+                 help=f"comma list of {','.join(precompute.FEATURE_BUILDERS)},qwen_hidden")
+  p.add_argument("--batch-size", type=int, default=8)
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--drop-stems", action="store_true", help="drop audio once features exist")
+
+  i = commands.add_parser("inspect", help="summary + a few examples as wav and spectrogram PNG")
+  i.add_argument("--data", required=True)
+  i.add_argument("--out", help="where to write examples (default: DATA/preview)")
+  i.add_argument("--examples", type=int, default=4)
+  return parser
+
+
+def _build(args: argparse.Namespace) -> None:
+  config = dataclasses.replace(default.DEFAULT_BUILD, seed=args.seed, mixtures=args.mixtures,
+                               style_pairs=0 if args.no_style else args.style_pairs,
+                               max_singles_per_kind=args.singles, num_shards=args.shards,
+                               workers=args.workers, codec=args.codec)
+  if args.stems:
+    manifest, report = real.build_real_dataset(args.stems, args.out, config)
+    print(f"stems kept {report.kept}, dropped: {report.dropped.summary()}")
+  else:
+    clips = (sources.read_table(args.table) if args.table else
+             sources.debian_clips(args.sources.split(","), args.cache))
+    soundfont = None if args.no_style else sources.debian_soundfont(args.cache)
+    manifest = build.build_dataset(clips, args.out, config, soundfont=soundfont)
+    sources.write_table(clips, os.path.join(args.out, "clips.csv"))
+  print(preview.summary(manifest))
+
+
+def _precompute(args: argparse.Namespace) -> None:
+  from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  config = load_config(args.config)
+  features = precompute.available_features(config, args.features.split(","))
+  manifest = precompute.precompute(args.data, args.out, features, batch_size=args.batch_size,
+                                   seed=args.seed, drop_stems=args.drop_stems,
+                                   shapes=loader.Shapes.for_model(config.model))
+  if manifest:
+    print(preview.summary(manifest))
+
+
+def _inspect(args: argparse.Namespace) -> None:
+  print(preview.summary(records.Manifest.load(args.data)))
+  out = args.out or os.path.join(args.data, "preview")
+  for png in preview.write_examples(args.data, out, args.examples):
+    print(png)
+
+
+def main(argv: list[str] | None = None) -> None:
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  args = _parser().parse_args(argv)
+  try:
+    {"build": _build, "precompute": _precompute, "inspect": _inspect}[args.command](args)
+  except (debian.PackageFetchError, FileNotFoundError, ValueError) as error:
+    sys.exit(f"aomni-data {args.command}: {error}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,198 @@
+"""The host training loop: data → frozen stage → jitted step → metrics, checkpoints, samples.
+
+Resume is exact: the state, the data iterator position and every PRNG key are functions of the
+checkpointed step, so a run killed at any point and restarted reproduces the losses bit for bit.
+Metrics are read one step late, except on checkpoint steps, where the step is checked for
+non-finite values before it is saved. A non-finite loss or gradient never reaches the weights (the
+step discards that update); with `train.on_nonfinite=stop` the loop ends with `NonFiniteError`
+and the checkpoints on disk are all from finite steps, with `skip` it goes on with the next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from tqdm import tqdm
+
+from aomni_jax import parallel
+from aomni_jax.config import Config, ConfigError, to_dict
+from aomni_jax.data import loader
+from aomni_jax.train import checkpoint, features, metrics as metrics_lib, samples
+from aomni_jax.train.state import init_state, make_state_spec, parameter_count
+from aomni_jax.train.step import build_train_step
+
+_log = logging.getLogger(__name__)
+
+
+class NonFiniteError(RuntimeError):
+  """A step produced a non-finite loss or gradient and `train.on_nonfinite` is `stop`."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+  final_step: int
+  last_metrics: dict[str, float]
+  checkpoint_dir: str
+  export_dir: str | None
+  sample_paths: list[str]
+
+
+def default_data_root() -> str:
+  return os.environ.get("AOMNI_DATA_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "aomni_jax", "data"))
+
+
+def resolve_data_dir(config: Config) -> str:
+  """`data.root` if it holds a built dataset; "" = the embedded default, built on first use."""
+  if config.data.root:
+    if not os.path.exists(os.path.join(config.data.root, "manifest.json")):
+      raise ConfigError(f"data.root={config.data.root!r} has no manifest.json; build a dataset "
+                        "there with `aomni-data build`, or leave data.root empty for the default")
+    return config.data.root
+  from aomni_jax.data.default import ensure_default_dataset  # pylint: disable=g-import-not-at-top
+  return ensure_default_dataset(default_data_root())
+
+
+def _abstract_with(shapes: dict[str, jax.ShapeDtypeStruct], shardings: dict) -> dict:
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k])
+          for k, v in shapes.items()}
+
+
+def _report_memory(compiled: Any) -> None:
+  try:
+    analysis = compiled.memory_analysis()
+  except (NotImplementedError, RuntimeError):
+    return
+  if analysis is None:
+    return
+  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "alias_size_in_bytes")
+  sizes = {f: getattr(analysis, f, 0) / 2**30 for f in fields}
+  _log.info("train step memory per device (GiB): %s",
+            ", ".join(f"{k.removesuffix('_size_in_bytes')}={v:.2f}" for k, v in sizes.items()))
+
+
+def train(config: Config, workdir: str | None = None) -> TrainResult:
+  """Trains for `train.num_steps` steps (resuming from `workdir` if it has checkpoints)."""
+  tc, model = config.train, config.model
+  workdir = os.path.abspath(workdir or tc.workdir)
+  parallel.initialize_distributed(config.mesh)
+  mesh = parallel.make_mesh(config.mesh)
+  if tc.batch_size % (jax.process_count() * tc.grad_accum_steps):
+    raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the process count "
+                      f"({jax.process_count()}) × train.grad_accum_steps ({tc.grad_accum_steps})")
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+
+  spec = make_state_spec(config, mesh)
+  if mesh.size > 1:
+    fraction = parallel.check_replication(spec.abstract.params, spec.shardings.params,
+                                          config.mesh.replication_tolerance)
+    _log.info("replicated parameter bytes: %.2f%%", 100 * fraction)
+  _log.info("trainable parameters: %s", f"{parameter_count(spec.abstract.params):,}")
+
+  data_dir = resolve_data_dir(config)
+  iterator = loader.make_train_iterator(
+      data_dir, tc.batch_size // jax.process_count(), seed=tc.seed,
+      worker_count=config.data.num_workers,
+      shapes=loader.Shapes(mel_frames=model.mel.num_samples, target_frames=model.sample_size))
+
+  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), config)
+  if manager.latest_step() is not None:
+    state = checkpoint.restore(manager, spec.abstract, iterator)
+    _log.info("resumed from step %d", manager.latest_step())
+  else:
+    state = init_state(config, spec)
+  start = int(jax.device_get(state.step))
+
+  frozen = features.FrozenStage.create(config, mesh, tc.batch_size)
+  step_shapes = features.step_batch_shapes(config, tc.batch_size)
+  train_step = build_train_step(config, mesh, step_shapes, spec)
+  # Copy the base key out of the state: the state's buffers are donated to every step.
+  base_key = jnp.array(jax.device_get(state.rng))
+  feature_key = jax.random.fold_in(base_key, 1)
+  compiled = train_step.fn.lower(
+      spec.abstract, _abstract_with(step_shapes, train_step.batch_shardings),
+      jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=train_step.key_sharding)).compile()
+  _report_memory(compiled)
+
+  peak = metrics_lib.peak_tflops(jax.devices()[0], tc.peak_tflops)
+  logger = metrics_lib.MetricLogger(os.path.join(workdir, "tensorboard"),
+                                    metrics_lib.train_flops_per_example(config), tc.batch_size,
+                                    peak * jax.device_count() if peak else None)
+  logger.add_text("config", json.dumps(to_dict(config), indent=2, default=str), start)
+  loss_log = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8") if is_main else None
+  progress = tqdm(total=tc.num_steps, initial=start, disable=not is_main, desc="train",
+                  dynamic_ncols=True)
+  skipped = 0
+
+  def handle(values: dict[str, float] | None) -> None:
+    nonlocal skipped
+    if values is None:
+      return
+    if loss_log is not None:
+      loss_log.write(json.dumps(values) + "\n")
+      loss_log.flush()
+    progress.set_postfix(loss=f"{values['loss']:.4f}", gnorm=f"{values['grad_norm']:.3f}")
+    if values["nonfinite"]:
+      message = (f"step {values['step']}: non-finite loss or gradient (loss={values['loss']}, "
+                 f"grad_norm={values['grad_norm']}); the update was discarded")
+      if tc.on_nonfinite == "stop":
+        manager.wait_until_finished()
+        raise NonFiniteError(
+            f"{message}. Stopped (train.on_nonfinite=stop); the last good checkpoint is step "
+            f"{manager.latest_step()} in {manager.directory}. Lower train.learning_rate or "
+            "resume with --set train.on_nonfinite=skip to skip such batches.")
+      skipped += 1
+      _log.warning("%s; skipping (train.on_nonfinite=skip, %d skipped so far)", message, skipped)
+
+  try:
+    for step in range(start, tc.num_steps):
+      batch = next(iterator)
+      completed = step + 1
+      save_now = manager.should_save(completed) or completed == tc.num_steps
+      iterator_state = iterator.get_state() if save_now else None
+      step_batch = frozen(batch, jax.random.fold_in(feature_key, step))
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, step_metrics = compiled(state, step_batch, base_key)
+      handle(logger.push(step_metrics))
+      if save_now:
+        handle(logger.flush())  # never save a step that is not checked
+        checkpoint.save(manager, state, config, iterator_state, force=True)
+      if tc.sample_every > 0 and completed % tc.sample_every == 0 and completed < tc.num_steps:
+        _write_samples(config, spec, state, frozen, data_dir, workdir, completed)
+      progress.update(1)
+    handle(logger.flush())
+    manager.wait_until_finished()
+  finally:
+    progress.close()
+    logger.close()
+    if loss_log is not None:
+      loss_log.close()
+
+  export_dir = checkpoint.export_inference_weights(
+      state, os.path.join(workdir, "export", f"step_{tc.num_steps}"), config)
+  sample_paths = []
+  if tc.num_sample_steps > 0:
+    sample_paths = _write_samples(config, spec, state, frozen, data_dir, workdir, tc.num_steps)
+  manager.close()
+  return TrainResult(final_step=int(jax.device_get(state.step)), last_metrics=logger.last,
+                     checkpoint_dir=str(manager.directory), export_dir=export_dir,
+                     sample_paths=sample_paths)
+
+
+def _write_samples(config: Config, spec, state, frozen: features.FrozenStage, data_dir: str,
+                   workdir: str, step: int) -> list[str]:
+  if jax.process_index() != 0:
+    return []
+  out_dir = os.path.join(workdir, "samples", f"step_{step}")
+  paths = samples.generate_samples(config, spec, state, frozen.vae(), out_dir,
+                                   samples.edit_inputs(data_dir), seed=config.train.seed)
+  _log.info("wrote %d samples to %s", len(paths), out_dir)
+  return paths

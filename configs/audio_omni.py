@@ -1,0 +1,15 @@
+"""The official Audio-Omni model (defaults of `aomni_jax.config`): a 3.04 B-parameter DiT over
+236 latent frames of 11 s 44.1 kHz stereo audio, trained with fp32 master weights and bf16
+compute, scanned blocks with full rematerialisation, FSDP over every device.
+
+  aomni-train --config configs/audio_omni.py --workdir gs://bucket/run1
+  aomni-train --config configs/audio_omni.py --set mesh.data=4 train.grad_accum_steps=2
+"""
+
+from aomni_jax.config import Config, DiTConfig, ModelConfig
+
+
+def get_config(arg=None) -> Config:
+  del arg
+  dit = DiTConfig(dtype="bfloat16", remat="full", scan_layers=True)
+  return Config(name="audio_omni", model=ModelConfig(dit=dit))

@@ -1,0 +1,90 @@
+"""The whole-checkpoint converter: key set at the real size, strictness, Orbax round trip, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from aomni_jax.cli import convert as convert_cli
+from aomni_jax.config import ModelConfig
+from aomni_jax.conversion import official
+from aomni_jax.conversion.common import ConversionError
+from aomni_jax.parity.pipeline import config_from_manifest
+
+
+@pytest.fixture(scope="module")
+def real_keys(golden_dir):
+  return {e["key"]: tuple(e["shape"]) for e in json.loads(
+      (golden_dir / "keys" / "keys.json").read_text())}
+
+
+def test_expected_key_set_equals_the_real_checkpoint(real_keys):
+  expected = official.expected_keys(ModelConfig())
+  union = set()
+  for component, keys in expected.items():
+    assert keys is not None, f"{component} converter unavailable"
+    assert {official.component_of(k) for k in keys} == {component}
+    union |= keys
+  missing, extra = set(real_keys) - union, union - set(real_keys)
+  assert not missing and not extra, (sorted(missing)[:10], sorted(extra)[:10])
+
+
+def test_heads_convert_at_real_shapes(real_keys):
+  heads = {k: np.zeros(s, np.float32) for k, s in real_keys.items()
+           if official.component_of(k) == "heads"}
+  assert len(heads) == 59
+  arrays = official.convert_heads(heads, ModelConfig())
+  assert arrays[("transcript", "seq_proj", "kernel")].shape == (2584, 256)
+  assert arrays[("mel", "empty_feature")].shape == (236, 768)
+
+
+@pytest.fixture(scope="module")
+def pipeline_fixture(golden_dir):
+  manifest = json.loads((golden_dir / "pipeline" / "manifest.json").read_text())
+  return load_file(golden_dir / "pipeline" / "weights.safetensors"), config_from_manifest(manifest)
+
+
+def test_strict_errors_name_every_bad_key(pipeline_fixture):
+  state, cfg = pipeline_fixture
+  broken = dict(state)
+  del broken["conditioner.conditioners.sync_feature.proj.bias"]
+  broken["conditioner.conditioners.speech_prompt.extra"] = np.zeros(3, np.float32)
+  broken["model.model.to_cond_embed.0.weight"] = np.zeros((1, 1), np.float32)
+  broken["somewhere.else"] = np.zeros(1, np.float32)
+  with pytest.raises(ConversionError) as info:
+    official.convert_official(lambda keys: {k: broken[k] for k in keys}, broken, cfg.model,
+                              lambda *_: None)
+  message = str(info.value)
+  for needle in ("sync/proj/bias", "speech_prompt.extra", "to_cond/fc1/kernel", "somewhere.else"):
+    assert needle in message
+
+
+def test_orbax_round_trip_and_qwen_routing(pipeline_fixture, tmp_path, monkeypatch):
+  state, cfg = pipeline_fixture
+  state = dict(state)
+  thinker_key = official.THINKER_PREFIX + "model.embed_tokens.weight"
+  state[thinker_key] = np.zeros((4, 2), np.float32)
+  monkeypatch.setattr(official, "_qwen_module", lambda: None)
+  saved = {}
+
+  def sink(component, arrays):
+    saved[component] = arrays
+    official.save_component(str(tmp_path), component, arrays)
+
+  report = official.convert_official(lambda keys: {k: state[k] for k in keys}, state, cfg.model,
+                                     sink)
+  assert sum(report.converted.values()) == 308
+  assert report.not_converted == {official.QWEN_UNAVAILABLE: [thinker_key]}
+  restored = official.load_component(str(tmp_path), "heads")
+  assert restored.keys() == saved["heads"].keys()
+  for path, value in saved["heads"].items():
+    np.testing.assert_array_equal(restored[path], value)
+
+
+def test_cli_reports_bad_inputs(tmp_path, capsys):
+  assert convert_cli.main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out")]) == 2
+  bogus = tmp_path / "bogus.safetensors"
+  save_file({"model.model.unknown": np.zeros(2, np.float32)}, str(bogus))
+  assert convert_cli.main([str(bogus), str(tmp_path / "out")]) == 1
+  assert "model.model.unknown" in capsys.readouterr().err

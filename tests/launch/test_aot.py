@@ -1,0 +1,80 @@
+"""Ahead-of-time compilation for a TPU slice on this CPU host (needs libtpu: the `tpu` extra).
+
+Each test compiles a tiny DiT train step through the real CLI in a subprocess (libtpu stays out
+of the test process); it is skipped where libtpu is not installed.
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from aomni_jax.cli import aot
+
+needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                                  reason="libtpu not installed (pip install -e '.[tpu]')")
+
+CONFIG = ["--config", str(pathlib.Path(__file__).parents[2] / "configs" / "tiny.py")]
+
+
+def run_aot(tmp_path, *argv):
+  report = tmp_path / "report.json"
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+  proc = subprocess.run([sys.executable, "-m", "aomni_jax.cli.aot", *argv, "--json", str(report)],
+                        capture_output=True, text=True, timeout=120, env=env, check=False)
+  return proc, (json.loads(report.read_text()) if report.exists() else None)
+
+
+@needs_libtpu
+def test_tiny_step_compiles_for_v5e_8(tmp_path):
+  proc, report = run_aot(tmp_path, "--slice", "v5e-8", *CONFIG, "--batch-per-chip", "2")
+  assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+  assert (report["devices"], report["global_batch"], report["status"]) == (8, 16, "ok")
+  assert report["mesh"] == {"data": 1, "fsdp": 8, "tensor": 1}
+  memory = report["memory_gib"]
+  # Arguments hold at least this chip's share of params, two Adam moments and the EMA (fp32).
+  assert memory["argument"] * 2**30 >= 4 * 4 * report["parameters"] / 8
+  assert 0 < memory["peak_memory"] < report["usable_hbm_gib"]
+  assert report["collectives"].get("all-gather", 0) > 0  # FSDP gathers weights
+  assert "peak / usable HBM" in proc.stdout
+
+
+@needs_libtpu
+def test_out_of_memory_exits_3(tmp_path):
+  # ~8 B parameters: fp32 weights, moments and EMA alone exceed a v5e chip's 15.75 GiB.
+  proc, report = run_aot(tmp_path, "--slice", "v5e-8", *CONFIG, "--batch-per-chip", "1",
+                         "--set", "dit.depth=6", "dit.embed_dim=8192", "dit.num_heads=64")
+  assert proc.returncode == aot.EXIT_OOM, proc.stdout + proc.stderr[-3000:]
+  assert report["status"] == "resource_exhausted" and "RESOURCE_EXHAUSTED" in report["error"]
+
+
+def test_collective_counts_from_hlo():
+  hlo = ("  %ag = bf16[8] all-gather-start(%p), dims={0}\n  %d = all-gather-done(%ag)\n"
+         "  %r = f32[] all-reduce(%x), to_apply=%add\n  %r2 = f32[] all-reduce(%y)\n"
+         "  %cp = f32[2] collective-permute(%z)\n")
+  assert aot.collective_counts(hlo) == {"all-gather": 1, "all-reduce": 2,
+                                        "collective-permute": 1}
+
+
+def test_bad_arguments_exit_2(capsys):
+  assert aot.main(["--slice", "v5p-63", *CONFIG]) == 2
+  assert "does not exist" in capsys.readouterr().err
+  assert aot.main(["--slice", "v5p-64", *CONFIG, "--set", "dit.no_such_key=1"]) == 2
+  assert "unknown config key" in capsys.readouterr().err
+
+
+@needs_libtpu
+def test_multislice_mesh_puts_the_data_axis_across_slices():
+  from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  from aomni_jax.launch.slices import parse_slice  # pylint: disable=g-import-not-at-top
+  devices = aot.abstract_devices(parse_slice("v5e-16"), num_slices=2)
+  mesh = aot.build_mesh(load_config(CONFIG[1], ["mesh.data=2"]), devices, num_slices=2)
+  assert dict(mesh.shape) == {"data": 2, "fsdp": 16, "tensor": 1}
+  slices = [{d.slice_index for d in mesh.devices[i].flat} for i in range(2)]
+  assert len(slices[0]) == len(slices[1]) == 1 and slices[0] != slices[1]
+  with pytest.raises(aot.ConfigError, match="multiple of --num_slices"):
+    aot.build_mesh(load_config(CONFIG[1], ["mesh.data=1"]), devices, num_slices=2)
