@@ -34,6 +34,8 @@ setup(
         "matplotlib>=3.8",
         "scipy>=1.13",
         "absl-py>=2.1",
+        "msgpack>=1.0",
+        "pyloudnorm>=0.1.1",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],

@@ -52,6 +52,11 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
       raise
     _log.info("single-process run (%s)", err)
     return False
+  except RuntimeError as err:  # JAX already started (e.g. a second run in one process)
+    if cfg.coordinator_address:
+      raise
+    _log.warning("not initialising multi-process JAX: %s", err)
+    return False
   return True
 
 
@@ -195,7 +200,7 @@ def check_replication(shapes: Any, shardings: Any, tolerance: float) -> float:
   """Raises when more than `tolerance` of parameter bytes are replicated on a multi-device mesh."""
   fraction, replicated = replicated_fraction(shapes, shardings)
   if fraction > tolerance:
-    top = ", ".join(f"{p} ({b / 2**20:.1f} MiB)" for p, b in replicated[:8])
+    top = ", ".join(f"{p} ({b / 2**10:,.1f} KiB)" for p, b in replicated[:8])
     raise ConfigError(f"{fraction:.1%} of parameter bytes are replicated (tolerance "
                       f"{tolerance:.1%}; mesh.replication_tolerance). Largest: {top}. Check "
                       "mesh.rules and the logical axis names of these parameters.")

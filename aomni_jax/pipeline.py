@@ -81,6 +81,25 @@ class QwenPrompt:
 QwenFeatures = Callable[[Sequence[QwenPrompt]], tuple[np.ndarray, np.ndarray]]
 
 
+def thinker_features(thinker, processor, layer_idx: int = -2) -> QwenFeatures:
+  """QwenFeatures over our JAX thinker (`models.qwen_omni`), called as OmniConditioner calls Qwen.
+
+  The HF processor tokenises the prompts (left padding) and patchifies the videos; all-zero
+  videos are dropped first, as the official conditioner does. `hidden_states[layer_idx]` comes
+  from one jitted call per batch shape.
+  """
+  from aomni_jax.models.qwen_omni.processing import process
+  graphdef, state = nnx.split(thinker)
+  run = jax.jit(lambda st, inputs: nnx.merge(graphdef, st).features(inputs, layer_idx))
+
+  def features(batch: Sequence[QwenPrompt]) -> tuple[np.ndarray, np.ndarray]:
+    videos = [p.video for p in batch if p.video is not None and np.any(p.video)]
+    inputs = process(processor, thinker.cfg, [p.text for p in batch], videos=videos or None)
+    return np.asarray(run(state, inputs)), np.asarray(inputs.attention_mask)
+
+  return features
+
+
 # ---------------------------------------------------------------------------------------------
 # Input preparation (host side, numpy).
 

@@ -6,8 +6,8 @@ mono for the mel path; 128 high-level + 16 transcript cross-attention tokens; 8 
 prepended tokens. The DiT keeps head_dim = 32 (the official rotary needs ≥ 32).
 """
 
-from aomni_jax.config import (Config, DataConfig, DiTConfig, MelConfig, ModelConfig, OmniConfig,
-                              SamplingConfig, SyncConfig, TrainConfig, TranscriptConfig, VAEConfig)
+from aomni_jax.config import (Config, DataConfig, DiTConfig, MelConfig, MeshConfig, ModelConfig,
+                              OmniConfig, SamplingConfig, SyncConfig, TrainConfig, TranscriptConfig, VAEConfig)
 
 
 def get_config(arg=None) -> Config:
@@ -30,6 +30,8 @@ def get_config(arg=None) -> Config:
   train = TrainConfig(workdir="runs/tiny", batch_size=8, num_steps=300, learning_rate=1e-3,
                       warmup_steps=20, ema_decay=0.99, checkpoint_every=100, keep_checkpoints=2,
                       log_every=10, sample_every=0, num_sample_steps=10)
-  return Config(name="tiny", model=model, train=train,
+  # Norm scales and biases are a large share of so small a model; allow them to be replicated.
+  mesh = MeshConfig(replication_tolerance=0.1)
+  return Config(name="tiny", model=model, train=train, mesh=mesh,
                 sampling=SamplingConfig(steps=10, cfg_scale=3.0),
                 data=DataConfig(num_workers=1))

@@ -108,6 +108,10 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
                        "use dtype=bfloat16 or the xla backend")
     if q_segment_ids is not None or mask is not None:
       raise ValueError("the cudnn backend supports key masks, lengths and causal masks only")
+    if key_mask is not None and causal:
+      raise ValueError("the cudnn backend cannot combine a causal mask with a key mask (e.g. "
+                       "left padding): compacting the keys would move them; use right padding, "
+                       "kv_lengths, or the xla backend")
     if key_mask is not None:
       kv_lengths_from_mask, (k, v) = compact_keys(key_mask, k, v)
       kv_lengths = (kv_lengths_from_mask if kv_lengths is None

@@ -15,9 +15,8 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
-from safetensors.numpy import load_file
-
 from flax import nnx
+from safetensors.numpy import load_file
 
 from aomni_jax.audio.mel import log_mel_spectrogram
 from aomni_jax.config import Config, ModelConfig, SamplingConfig, from_official_json

@@ -1,4 +1,4 @@
-"""`transcript` fixtures: text front end, ids and the ConvNeXtV2 transcript encoder, stage by stage."""
+"""`transcript` fixtures: text front end, ids and the ConvNeXtV2 encoder, stage by stage."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def _front_end(batch: str, spec: dict) -> list[CaseResult]:
 
 
 @nnx.jit
-def _stages(encoder: TranscriptEncoder, ids: jax.Array, has_text: jax.Array) -> dict[str, jax.Array]:
+def _stages(encoder: TranscriptEncoder, ids: jax.Array,
+            has_text: jax.Array) -> dict[str, jax.Array]:
   """Our values of the fixture's intermediates (names as in cases.npz, torch layouts)."""
   x = encoder.embed(ids)
   out = {"intermediate_token_embedding": jnp.take(encoder.embedding[...], ids, axis=0),
@@ -68,7 +69,9 @@ def _stages(encoder: TranscriptEncoder, ids: jax.Array, has_text: jax.Array) -> 
   out["intermediate_after_norm_features"] = normed
   projected = encoder.proj(normed)
   out["intermediate_after_proj_features"] = projected
-  out["intermediate_after_proj_seq_len"] = encoder.seq_proj(jnp.swapaxes(projected, 1, 2))
+  over_time = jnp.swapaxes(projected, 1, 2)
+  out["intermediate_after_proj_seq_len"] = (over_time if encoder.seq_proj is None
+                                            else encoder.seq_proj(over_time))
   out["output"] = encoder(ids, has_text)
   return out
 

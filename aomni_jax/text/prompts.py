@@ -81,7 +81,8 @@ def build_prompt(task: str, text: str = "", *, desc: str | None = None, source: 
 def with_audio_placeholder(prompt: str) -> str:
   """Gradio's audio-prompt variant: the audio placeholder goes right before the assistant turn."""
   if _ASSISTANT_TURN not in prompt:
-    raise ValueError("prompt has no '<|im_end|>\\n<|im_start|>assistant' turn to insert audio before")
+    raise ValueError("prompt has no '<|im_end|>\\n<|im_start|>assistant' turn to put the audio "
+                     "placeholder before")
   return prompt.replace(_ASSISTANT_TURN, AUDIO_PLACEHOLDER + _ASSISTANT_TURN)
 
 

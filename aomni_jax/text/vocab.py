@@ -28,7 +28,7 @@ def load_vocab() -> Mapping[str, int]:
 
 
 def symbols_to_ids(symbols: Iterable[str], vocab: Mapping[str, int] | None = None) -> list[int]:
-  """Looks every symbol up; symbols outside the vocabulary become 0 (" "), as in the official code."""
+  """Looks every symbol up; unknown symbols become 0 (" "), as in the official code."""
   vocab = load_vocab() if vocab is None else vocab
   return [vocab.get(s, UNKNOWN_ID) for s in symbols]
 

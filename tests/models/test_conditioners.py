@@ -1,4 +1,4 @@
-"""Conditioning heads: sync golden fixture, the bf16 omni path against PyTorch, masking, assembly."""
+"""Conditioning heads: sync fixture, the bf16 omni path against PyTorch, masking, assembly."""
 
 import dataclasses
 

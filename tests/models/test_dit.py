@@ -98,6 +98,15 @@ def test_masked_context_tokens_do_not_influence_the_output():
   assert not np.allclose(a[0], c[0], atol=1e-3)
 
 
+def test_splash_backend_matches_xla():
+  """Splash (Pallas interpret mode on CPU) with compacted context keys equals the reference."""
+  base = _randomize(DiffusionTransformer(TINY, rngs=nnx.Rngs(0)))
+  splash = DiffusionTransformer(dataclasses.replace(TINY, attention="splash"), rngs=nnx.Rngs(0))
+  nnx.update(splash, nnx.state(base))
+  inputs = _inputs(jax.random.key(6))
+  np.testing.assert_allclose(splash(*inputs), base(*inputs), atol=1e-4, rtol=1e-4)
+
+
 def test_cudnn_backend_rejects_fp32_with_a_clear_message():
   model = DiffusionTransformer(dataclasses.replace(TINY, attention="cudnn"), rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="bf16"):

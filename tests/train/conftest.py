@@ -10,8 +10,10 @@ from aomni_jax.data import records, templates
 RATE = 44100
 
 
-def write_dataset(directory: str, num_records: int = 6, seconds: float = 1.6, seed: int = 0) -> str:
-  """Records of a background + a tone with add/remove/extract/t2a/tts examples (lossless audio)."""
+def write_dataset(directory: str, num_records: int = 6, seconds: float = 1.6, seed: int = 0,
+                  amplitude: float = 1.0) -> str:
+  """Records of a background + a tone with add/remove/t2a/tts examples (lossless float audio),
+  all samples scaled by `amplitude`."""
   rng = np.random.default_rng(seed)
   os.makedirs(directory, exist_ok=True)
   frames = int(seconds * RATE)
@@ -36,8 +38,8 @@ def write_dataset(directory: str, num_records: int = 6, seconds: float = 1.6, se
       for ex in examples:
         per_task[ex["task"]] = per_task.get(ex["task"], 0) + 1
       examples_total += len(examples)
-      writer.write(records.encode_record(f"item{i}", {"bg": background,
-                                                      "fg": tone.astype(np.float32)},
+      stems = {"bg": amplitude * background, "fg": (amplitude * tone).astype(np.float32)}
+      writer.write(records.encode_record(f"item{i}", stems,
                                          examples, {"synthetic": True}, RATE, "wav_f32"),
                    len(examples))
   records.Manifest(shards=[shard], records=num_records, examples=examples_total,

@@ -7,8 +7,6 @@ GQA ratio, rope sections, window size, full-attention block indexes and depth.
 from __future__ import annotations
 
 import copy
-import json
-import os
 
 import numpy as np
 

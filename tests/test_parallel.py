@@ -1,0 +1,86 @@
+"""Mesh construction, logical→mesh resolution, scanned-layer sharding and the replication guard
+(8 fake CPU devices from tests/conftest.py)."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import PartitionSpec as P
+
+from aomni_jax import parallel
+from aomni_jax.config import ConfigError, MeshConfig, load_config
+from aomni_jax.models.dit import DiffusionTransformer
+
+RULES = MeshConfig().rules
+
+
+def _mesh(data, fsdp, tensor):
+  return parallel.make_mesh(MeshConfig(data=data, fsdp=fsdp, tensor=tensor))
+
+
+def test_mesh_fills_the_unknown_axis():
+  assert parallel.mesh_shape(MeshConfig(data=2, fsdp=-1, tensor=2), 8) == (2, 2, 2)
+  assert parallel.mesh_shape(MeshConfig(data=-1, fsdp=1, tensor=1), 8) == (8, 1, 1)
+  assert dict(_mesh(1, -1, 2).shape) == {"data": 1, "fsdp": 4, "tensor": 2}
+
+
+@pytest.mark.parametrize("cfg", [MeshConfig(data=3, fsdp=-1), MeshConfig(data=-1, fsdp=-1),
+                                 MeshConfig(data=2, fsdp=2, tensor=1), MeshConfig(fsdp=0)])
+def test_bad_mesh_is_rejected(cfg):
+  with pytest.raises(ConfigError, match="mesh"):
+    parallel.mesh_shape(cfg, 8)
+
+
+def test_logical_rules_resolve_with_divisibility_and_single_use():
+  mesh = _mesh(2, 2, 2)
+  assert parallel.logical_to_spec(("embed", "mlp"), (64, 256), mesh, RULES) == P("fsdp", "tensor")
+  # A mesh axis that does not divide the dimension is dropped for it.
+  assert parallel.logical_to_spec(("embed", "mlp"), (63, 256), mesh, RULES) == P(None, "tensor")
+  # A mesh axis is used once per array: the second `embed` stays unsharded.
+  assert parallel.logical_to_spec(("embed", "embed"), (64, 64), mesh, RULES) == P("fsdp", None)
+  # The batch rule uses two mesh axes at once.
+  assert parallel.logical_to_spec(("batch", None), (8, 3), mesh, RULES) == P(("data", "fsdp"),
+                                                                           None)
+  # Unknown names are replicated (with a warning), not an error deep inside jit.
+  assert parallel.logical_to_spec(("no_such_axis",), (64,), mesh, RULES) == P(None)
+
+
+def test_rules_naming_unknown_mesh_axes_fail():
+  with pytest.raises(ConfigError, match="unknown mesh axes"):
+    parallel.logical_to_spec(("embed",), (64,), _mesh(1, 8, 1), (("embed", "model"),))
+
+
+def test_scanned_dit_layers_keep_the_layers_axis_unsharded():
+  config = load_config("configs/tiny.py")
+  abstract = nnx.eval_shape(lambda: DiffusionTransformer(config.model.dit, rngs=nnx.Rngs(0)))
+  _, params, _ = nnx.split(abstract, nnx.Param, ...)
+  shardings = parallel.state_shardings(params, _mesh(1, 8, 1), RULES)
+  qkv = shardings["blocks"]["self_attn"]["qkv"]["kernel"]
+  assert params["blocks"]["self_attn"]["qkv"]["kernel"].shape[0] == config.model.dit.depth
+  assert qkv.spec == P(None, "fsdp", None)
+
+
+def test_replication_check():
+  mesh = _mesh(1, 8, 1)
+  shapes = {"big": jax.ShapeDtypeStruct((1024, 64), np.float32),
+            "norm": jax.ShapeDtypeStruct((64,), np.float32)}
+  sharded = {"big": parallel.batch_sharding(mesh, RULES, 2, 1024),  # split over data × fsdp
+             "norm": jax.sharding.NamedSharding(mesh, P())}
+  fraction = parallel.check_replication(shapes, sharded, tolerance=0.02)
+  assert fraction == pytest.approx(64 / (1024 * 64 + 64))
+  replicated = dict(sharded, big=jax.sharding.NamedSharding(mesh, P()))
+  with pytest.raises(ConfigError, match=r"100.0% of parameter bytes are replicated.*\['big'\]"):
+    parallel.check_replication(shapes, replicated, tolerance=0.02)
+
+
+def test_full_size_state_is_sufficiently_sharded():
+  """The official 3 B config on 8 devices (abstract only): ≤ 2 % of parameter bytes replicated."""
+  from aomni_jax.train import state as state_lib
+  config = load_config("configs/audio_omni.py")
+  spec = state_lib.make_state_spec(config, _mesh(1, 8, 1))
+  fraction = parallel.check_replication(spec.abstract.params, spec.shardings.params,
+                                        config.mesh.replication_tolerance)
+  assert fraction < 0.02
+  assert state_lib.parameter_count(spec.abstract.params["dit"]) == 3_037_311_104  # official_spec §8

@@ -1,0 +1,80 @@
+"""The training loop end to end on 8 fake devices: checkpoints, TensorBoard, EMA export, samples,
+restore onto another mesh shape, and stopping on a non-finite step with the checkpoints intact."""
+
+import dataclasses
+import glob
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from aomni_jax import parallel
+from aomni_jax.config import load_config
+from aomni_jax.train import checkpoint, loop, state as state_lib
+from tests.train.conftest import write_dataset
+
+
+def _config(data_root, *overrides):
+  return load_config("configs/tiny.py", [f"data.root={data_root}", "data.num_workers=0",
+                                         "train.batch_size=8", "train.checkpoint_every=1",
+                                         "train.num_sample_steps=2", "sampling.steps=2",
+                                         *overrides])
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dataset, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  config = _config(synthetic_dataset, "train.num_steps=2")
+  return config, workdir, loop.train(config, workdir)
+
+
+def test_run_writes_checkpoints_logs_export_and_samples(trained):
+  _, workdir, result = trained
+  assert result.final_step == 2
+  assert sorted(os.listdir(result.checkpoint_dir)) == ["1", "2"]
+  assert os.path.exists(os.path.join(result.checkpoint_dir, "2", "data", "process_0-of-1.json"))
+  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  assert os.path.isdir(os.path.join(result.export_dir, "ema"))
+  names = {os.path.basename(p) for p in result.sample_paths}
+  assert {"00_t2a.wav", "01_t2m.wav", "02_tts.wav"} <= names and len(names) >= 4
+  for path in result.sample_paths:
+    assert os.path.getsize(path) > 1000 and os.path.exists(path.removesuffix(".wav") + ".png")
+  assert np.isfinite(result.last_metrics["loss"])
+
+
+def test_restore_onto_another_mesh_shape_reshards(trained):
+  config, _, result = trained
+  restored = {}
+  for shape in ((1, 8, 1), (2, 2, 2)):
+    mesh_cfg = dataclasses.replace(config.mesh, data=shape[0], fsdp=shape[1], tensor=shape[2])
+    cfg = dataclasses.replace(config, mesh=mesh_cfg)
+    spec = state_lib.make_state_spec(cfg, parallel.make_mesh(mesh_cfg))
+    manager = checkpoint.make_manager(result.checkpoint_dir, cfg)
+    state = checkpoint.restore(manager, spec.abstract)
+    kernel = state.params["dit"]["blocks"]["ff"]["proj_in"]["kernel"]
+    assert kernel.sharding == spec.shardings.params["dit"]["blocks"]["ff"]["proj_in"]["kernel"]
+    restored[shape] = (kernel.sharding.spec, jax.device_get(state))
+  (spec_a, a), (spec_b, b) = restored.values()
+  assert spec_a != spec_b
+  assert int(a.step) == int(b.step) == 2
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+  ema = checkpoint.load_inference_weights(result.export_dir, spec.abstract.ema_params)
+  for x, y in zip(jax.tree.leaves(jax.device_get(ema)), jax.tree.leaves(b.ema_params)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_nonfinite_step_stops_with_last_good_checkpoint(trained, tmp_path):
+  config, workdir, result = trained
+  resumed = str(tmp_path / "resumed")
+  shutil.copytree(workdir, resumed)
+  # Same layout and size as the clean data, but every sample is 1e30: the latents overflow.
+  poisoned = write_dataset(str(tmp_path / "poison"), amplitude=1e30)
+  manager = checkpoint.make_manager(os.path.join(resumed, "checkpoints"), config)
+  with pytest.raises(loop.NonFiniteError, match=r"step 2: non-finite.*last good checkpoint is "
+                                                 r"step 2"):
+    loop.train(_config(poisoned, "train.num_steps=4"), resumed)
+  manager.reload()
+  assert manager.latest_step() == 2
