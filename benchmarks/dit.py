@@ -104,8 +104,13 @@ def bench_inference(cfg: DiTConfig, shape: dict, clips: int, steps: int, cached:
               mfu=flops / total / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
 
 
-def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int) -> dict:
-  """DiT-only step: rectified-flow loss, fp32 master weights, bf16 compute, AdamW, donated."""
+def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int,
+                cast_once: bool = False) -> dict:
+  """DiT-only step: rectified-flow loss, fp32 master weights, bf16 compute, AdamW, donated.
+
+  `cast_once`: cast the matrices to bf16 once per step, before the layer scan, instead of per
+  layer (forward and backward); gradients still flow back to the fp32 masters.
+  """
   graphdef, params = random_params(cfg)
   tx = optax.adamw(1e-5, weight_decay=1e-3)
   opt_state = jax.jit(tx.init)(params)
@@ -115,6 +120,8 @@ def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int) -> dict:
 
   def step(params, opt_state, key):
     def loss_fn(p):
+      if cast_once:
+        p = jax.tree.map(lambda a: a.astype(jnp.bfloat16) if a.ndim >= 2 else a, p)
       model = nnx.merge(graphdef, p)
       loss, _ = flow.rectified_flow_loss(lambda x, t, c: model(x, t, *c), x0, cond, key,
                                          flow_cfg)
@@ -135,7 +142,8 @@ def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int) -> dict:
   assert np.isfinite(float(loss)), "non-finite loss"
   ms = 1e3 * statistics.median(times)
   flops = 3 * batch * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
-  return dict(kind="train", batch=batch, remat=cfg.remat, step_ms=ms, compile_s=compile_s,
+  tag = (" cast-once" if cast_once else "") + ("" if cfg.scan_layers else " unrolled")
+  return dict(kind="train", tag=tag, batch=batch, remat=cfg.remat, step_ms=ms, compile_s=compile_s,
               tflops=flops / ms * 1e3 / 1e12,
               mfu=flops / ms * 1e3 / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
 
@@ -153,7 +161,7 @@ def print_table(rows: list[dict]) -> None:
       print(f"{what:<34}{r['total_s']:>12.3f} s{r['per_clip_s']:>9.3f} s{r['tflops']:>9.1f}"
             f"{100 * r['mfu']:>6.1f}%{r['peak_gib']:>10.2f}{ref / r['per_clip_s']:>12.2f}x")
     else:
-      what = f"train step batch {r['batch']} remat {r['remat']}"
+      what = f"train b{r['batch']} {r['remat']}{r.get('tag', '')}"
       print(f"{what:<34}{r['step_ms']:>11.1f} ms{'':>11}{r['tflops']:>9.1f}"
             f"{100 * r['mfu']:>6.1f}%{r['peak_gib']:>10.2f}"
             f"{OFFICIAL['train_8_ms'] * r['batch'] / 8 / r['step_ms']:>12.2f}x")
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--train-batch", type=int, nargs="*", default=[8])
   parser.add_argument("--remat", nargs="*", default=["none", "dots_no_batch", "full"])
+  parser.add_argument("--cast-once", action="store_true",
+                      help="bf16 weight copy made once per training step")
   parser.add_argument("--attention", default=None)
   parser.add_argument("--dit", nargs="*", default=[], metavar="KEY=VALUE",
                       help="DiTConfig overrides, e.g. scan_layers=False")
@@ -206,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         train_cfg = dataclasses.replace(base, dtype="bfloat16", param_dtype="float32",
                                         attention=attention, remat=remat)
         attempt(f"train {batch} {remat}",
-                lambda b=batch, c=train_cfg: bench_train(c, shape, b, max(repeats, 3)))
+                lambda b=batch, c=train_cfg: bench_train(c, shape, b, max(repeats, 3),
+                                                         args.cast_once))
   print_table(rows)
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:

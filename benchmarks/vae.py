@@ -112,13 +112,13 @@ def bench(cfg: VAEConfig, frames: int, batch: int, direction: str, mode: str, wa
 
 def print_table(rows: list[dict], full_size: bool) -> None:
   print(f"\ndevice: {jax.devices()[0].device_kind} ({jax.default_backend()})")
-  print(f"{'what':<16}{'input shape':<22}{'median ms':>10}{'TFLOP':>8}{'TFLOP/s':>9}"
+  print(f"{'what':<16}{'input shape':<22}{'median ms':>10}{'GFLOP':>9}{'TFLOP/s':>9}"
         f"{'XLA temp GiB':>13}{'peak GiB':>10}{'compile s':>10}{'official ms':>12}")
   for r in rows:
     official = OFFICIAL_MS.get((r["direction"], r["mode"])) if full_size else None
     peak = "n/a" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
     print(f"{r['direction'] + ' ' + r['mode']:<16}{str(list(r['shape'])):<22}{r['ms']:>10.2f}"
-          f"{r['flops'] / 1e12:>8.3f}{r['tflops']:>9.1f}{r['temp_gib']:>13.2f}{peak:>10}"
+          f"{r['flops'] / 1e9:>9.1f}{r['tflops']:>9.2f}{r['temp_gib']:>13.2f}{peak:>10}"
           f"{r['compile_s']:>10.1f}{'' if official is None else f'{official:.1f}':>12}")
 
 

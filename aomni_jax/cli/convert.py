@@ -14,7 +14,7 @@ import sys
 
 from aomni_jax.config import Config, ConfigError, load_config
 from aomni_jax.conversion.common import ConversionError, read_state_dict
-from aomni_jax.conversion.official import convert_official, save_component
+from aomni_jax.conversion.official import COMPONENTS, convert_official, save_component
 
 
 def checkpoint_keys(path: str) -> list[str]:
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="configs/x.py[:arg] or an official model JSON (default: the real model)")
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                       help="config overrides, e.g. qwen.path=/models/Qwen2.5-Omni-3B")
+  parser.add_argument("--skip", nargs="*", default=[], choices=COMPONENTS,
+                      help="components to leave out (e.g. qwen for a checkpoint without it)")
   args = parser.parse_args(argv)
   try:
     cfg = load_config(args.config, args.set) if args.config else Config()
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
   try:
     report = convert_official(lambda keys: read_state_dict(args.checkpoint, keys),
-                              checkpoint_keys(args.checkpoint), cfg.model, sink)
+                              checkpoint_keys(args.checkpoint), cfg.model, sink, skip=args.skip)
   except ConversionError as error:
     print(f"aomni-convert: {error}", file=sys.stderr)
     return 1

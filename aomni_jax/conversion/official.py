@@ -217,22 +217,37 @@ class Report:
 
 
 def convert_official(read: Callable[[list[str]], Mapping[str, np.ndarray]], keys: Iterable[str],
-                     cfg: ModelConfig,
-                     sink: Callable[[str, dict[Path, np.ndarray]], None]) -> Report:
+                     cfg: ModelConfig, sink: Callable[[str, dict[Path, np.ndarray]], None], *,
+                     skip: Iterable[str] = ()) -> Report:
   """Converts every component of a checkpoint, one at a time.
 
   `read(keys)` loads those tensors; `sink(component, arrays)` receives each converted component
-  (save it, then it can be freed). Every problem of every component is collected and raised as
-  one ConversionError after all components were tried.
+  (save it, then it can be freed). Components named in `skip` are neither required nor read.
+  Every problem of every component is collected and raised as one ConversionError after all
+  components were tried.
   """
+  skip = set(skip)
+  if skip - set(COMPONENTS):
+    raise ValueError(f"cannot skip {sorted(skip - set(COMPONENTS))}; components: {COMPONENTS}")
   parts, unknown = split_keys(keys)
   problems = [f"unexpected key (belongs to no component): {k}" for k in sorted(unknown)]
   converters = _converters(cfg)
+  # Key names first (no tensor read), so a wrong checkpoint fails before gigabytes are read.
+  for component, expected in expected_keys(cfg).items():
+    if component in skip or component not in converters or expected is None:
+      continue
+    present = set(parts[component])
+    problems += [f"missing {component} key: {k}" for k in sorted(expected - present)]
+    problems += [f"unexpected {component} key: {k}" for k in sorted(present - expected)]
+  if problems:
+    raise ConversionError(f"official checkpoint: {len(problems)} key problem(s)\n  "
+                          + "\n  ".join(problems))
   report = Report({}, {})
   for component in COMPONENTS:
-    if component not in converters:
+    if component in skip or component not in converters:
+      reason = f"of {component} skipped" if component in skip else QWEN_UNAVAILABLE
       if parts[component]:
-        report.not_converted[QWEN_UNAVAILABLE] = sorted(parts[component])
+        report.not_converted[reason] = sorted(parts[component])
       continue
     try:
       arrays = converters[component](read(parts[component]))
@@ -273,11 +288,14 @@ def from_nested(tree: Mapping, prefix: Path = ()) -> dict[Path, np.ndarray]:
 
 
 def save_component(out_dir: str, component: str, arrays: Mapping[Path, np.ndarray]) -> str:
-  """Writes one component as an Orbax StandardSave checkpoint under `out_dir/component`."""
+  """Writes one component as an Orbax StandardSave checkpoint under `out_dir/component`.
+
+  An existing checkpoint there is replaced.
+  """
   import orbax.checkpoint as ocp
   path = os.path.abspath(os.path.join(out_dir, component))
   with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(path, to_nested(arrays))
+    checkpointer.save(path, to_nested(arrays), force=True)
   return path
 
 

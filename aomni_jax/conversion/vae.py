@@ -109,7 +109,7 @@ def official_shapes(cfg: VAEConfig, prefix: str = PREFIX) -> dict[str, tuple[int
 
 def convert_vae(state_dict: Mapping[str, np.ndarray], cfg: VAEConfig,
                 prefix: str = PREFIX) -> dict[common.Path, np.ndarray]:
-  """Folds weight norm and maps every `prefix*` key onto our paths (strict; keys outside ignored)."""
+  """Folds weight norm and maps every `prefix*` key onto our paths (strict; others ignored)."""
   ours = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
   return common.convert(common.fold_weight_norms(ours), _rules(cfg), target_shapes(cfg),
                         prefix=prefix, what="VAE checkpoint")

@@ -31,6 +31,19 @@ def compact_keys(key_mask: jax.Array, *tensors: jax.Array) -> tuple[jax.Array, l
   return lengths, gathered
 
 
+def compact_tokens(key_mask: jax.Array, q: jax.Array, k: jax.Array,
+                   v: jax.Array) -> tuple[jax.Array, jax.Array, list[jax.Array]]:
+  """Self-attention form of `compact_keys`: queries move with their keys.
+
+  A stable permutation keeps the valid tokens' order, so a causal mask among them is unchanged;
+  rows of masked tokens are garbage either way. Returns (lengths, inverse order, [q, k, v]).
+  """
+  order = jnp.argsort(~key_mask, axis=-1, stable=True)
+  lengths = jnp.sum(key_mask, axis=-1).astype(jnp.int32)
+  take = lambda t: jnp.take_along_axis(t, order[:, :, None, None], axis=1)
+  return lengths, jnp.argsort(order, axis=-1), [take(q), take(k), take(v)]
+
+
 def _xla_attention(q, k, v, *, mask, scale):
   b, n, h, d = q.shape
   kh = k.shape[2]
@@ -109,9 +122,15 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
     if q_segment_ids is not None or mask is not None:
       raise ValueError("the cudnn backend supports key masks, lengths and causal masks only")
     if key_mask is not None and causal:
-      raise ValueError("the cudnn backend cannot combine a causal mask with a key mask (e.g. "
-                       "left padding): compacting the keys would move them; use right padding, "
-                       "kv_lengths, or the xla backend")
+      if n != m:
+        raise ValueError("the cudnn backend cannot combine a causal mask with a key mask when "
+                         "queries and keys differ in length (KV-cache decode); use the xla "
+                         "backend there")
+      lengths, inverse, (q, k, v) = compact_tokens(key_mask, q, k, v)
+      out = jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True,
+                                         query_seq_lengths=lengths,
+                                         key_value_seq_lengths=lengths, implementation="cudnn")
+      return jnp.take_along_axis(out, inverse[:, :, None, None], axis=1)
     if key_mask is not None:
       kv_lengths_from_mask, (k, v) = compact_keys(key_mask, k, v)
       kv_lengths = (kv_lengths_from_mask if kv_lengths is None

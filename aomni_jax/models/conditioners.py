@@ -189,12 +189,15 @@ class ConditionerHeads(nnx.Module):
 
   def __call__(self, inputs: ConditionerInputs, *, train: bool = False,
                key: jax.Array | None = None) -> DiTConditioning:
-    """`train=True` (with a `key`) applies the TTS infill mask to items flagged `is_tts`."""
+    """`train=True` (with a `key`) applies the TTS infill mask to items flagged `is_tts`.
+
+    As in the official code, a config with mask_ratio_start >= mask_ratio_end never masks.
+    """
     if (inputs.waveform is None) == (inputs.log_mel is None):
       raise ValueError("ConditionerInputs needs exactly one of waveform and log_mel")
     log_mel = (log_mel_spectrogram(inputs.waveform, self.mel_cfg) if inputs.log_mel is None
                else inputs.log_mel)
-    if train:
+    if train and self.mel_cfg.mask_ratio_start < self.mel_cfg.mask_ratio_end:
       if key is None or inputs.is_tts is None:
         raise ValueError("train=True needs a key and inputs.is_tts for the infill mask")
       log_mel = infill_mask(log_mel, inputs.is_tts, key, self.mel_cfg.mask_ratio_start,

@@ -48,7 +48,8 @@ def _torch_layout(x: jax.Array) -> np.ndarray:
 def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   fixture_dir = pathlib.Path(fixture_dir)
   manifest = read_manifest(fixture_dir)
-  arrays = np.load(fixture_dir / "cases.npz")
+  with np.load(fixture_dir / "cases.npz") as npz:
+    arrays = {k: npz[k] for k in npz.files}
   cfg = config_from_manifest(manifest)
   results = [compare("mel_filterbank", mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels),
                      arrays["mel_filterbank"], atol=ATOL)]
@@ -71,7 +72,7 @@ def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
                            arrays["after_proj_features"], atol=ATOL, rtol=ATOL))
     results.append(compare("cond_out_no_mask", head(log_mel), arrays["cond_out_no_mask"],
                            atol=ATOL, rtol=ATOL))
-    if "masked_demo_output" in arrays.files:
+    if "masked_demo_output" in arrays:
       start, length = (int(v) for v in arrays["masked_demo_start_len"])
       frames = jnp.arange(log_mel.shape[1])[None, :, None]
       masked = jnp.where((frames >= start) & (frames < start + length), 0.0,

@@ -222,7 +222,8 @@ def run(fixture_dir: pathlib.Path, cases: tuple[str, ...] | None = None) -> list
   """Every stage for every case of the fixture (or only the named `cases`)."""
   fixture_dir = pathlib.Path(fixture_dir)
   manifest = read_manifest(fixture_dir)
-  arrays = np.load(fixture_dir / "cases.npz")
+  with np.load(fixture_dir / "cases.npz") as npz:
+    arrays = {k: npz[k] for k in npz.files}
   cfg = config_from_manifest(manifest)
   results = []
   with jax.default_matmul_precision("highest"):

@@ -27,7 +27,8 @@ def config_from_manifest(manifest: dict) -> SyncConfig:
 def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   fixture_dir = pathlib.Path(fixture_dir)
   manifest = read_manifest(fixture_dir)
-  arrays = np.load(fixture_dir / "cases.npz")
+  with np.load(fixture_dir / "cases.npz") as npz:
+    arrays = {k: npz[k] for k in npz.files}
   make = lambda: SyncHead(config_from_manifest(manifest), rngs=nnx.Rngs(0))  # noqa: E731
   state = load_file(weights_path(fixture_dir, manifest))
   head = build_loaded(make, convert_head("sync", state, nnx.eval_shape(make)))

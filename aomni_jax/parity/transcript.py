@@ -79,7 +79,8 @@ def _stages(encoder: TranscriptEncoder, ids: jax.Array,
 def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   fixture_dir = pathlib.Path(fixture_dir)
   manifest = read_manifest(fixture_dir)
-  arrays = np.load(fixture_dir / "cases.npz")
+  with np.load(fixture_dir / "cases.npz") as npz:
+    arrays = {k: npz[k] for k in npz.files}
   cfg = config_from_manifest(manifest)
   results = []
   with jax.default_matmul_precision("highest"):
@@ -92,6 +93,6 @@ def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
       ours = _stages(encoder, jnp.asarray(ids), jnp.asarray(has_text))
       for name, value in ours.items():
         key = f"{batch}_{name}"
-        if key in arrays.files:
+        if key in arrays:
           results.append(compare(key, value, arrays[key], atol=ATOL, rtol=ATOL))
   return results

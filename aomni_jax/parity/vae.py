@@ -1,4 +1,4 @@
-"""`vae` fixtures: the Oobleck pretransform (encoder, `vae` bottleneck, decoder) against official runs.
+"""`vae` fixtures: the Oobleck pretransform (encoder, bottleneck, decoder) against official runs.
 
 Arrays are compared in the fixture's PyTorch layout ([B, C, T]); every array of `cases.npz` that
 has an official computation behind it is checked, the ones absent from a fixture are skipped.
@@ -94,6 +94,9 @@ def _outputs(vae: OobleckVAE, arrays: dict[str, jax.Array]) -> dict[str, jax.Arr
   return result
 
 
+_jitted_outputs = nnx.jit(_outputs)
+
+
 def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   manifest = read_manifest(fixture_dir)
   arrays = dict(np.load(pathlib.Path(fixture_dir) / "cases.npz"))
@@ -102,7 +105,7 @@ def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   results = []
   with jax.default_matmul_precision("highest"):
     vae = load_vae(load_file(str(weights_path(fixture_dir, manifest))), cfg, prefix)
-    for name, ours in nnx.jit(_outputs)(vae, arrays).items():
+    for name, ours in _jitted_outputs(vae, arrays).items():
       if name in arrays:
         results.append(compare(name, ours, arrays[name], atol=ATOL, rtol=RTOL))
   return results

@@ -78,8 +78,12 @@ def _report_memory(compiled: Any) -> None:
             ", ".join(f"{k.removesuffix('_size_in_bytes')}={v:.2f}" for k, v in sizes.items()))
 
 
-def train(config: Config, workdir: str | None = None) -> TrainResult:
-  """Trains for `train.num_steps` steps (resuming from `workdir` if it has checkpoints)."""
+def train(config: Config, workdir: str | None = None, stop_at: int | None = None) -> TrainResult:
+  """Trains to `train.num_steps` (resuming from `workdir` if it has checkpoints).
+
+  `stop_at` ends this invocation earlier (checkpointed, no export or samples) without changing
+  the learning-rate schedule, e.g. for jobs that run in fixed time slices.
+  """
   tc, model = config.train, config.model
   workdir = os.path.abspath(workdir or tc.workdir)
   parallel.initialize_distributed(config.mesh)
@@ -152,11 +156,12 @@ def train(config: Config, workdir: str | None = None) -> TrainResult:
       skipped += 1
       _log.warning("%s; skipping (train.on_nonfinite=skip, %d skipped so far)", message, skipped)
 
+  end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
   try:
-    for step in range(start, tc.num_steps):
+    for step in range(start, end):
       batch = next(iterator)
       completed = step + 1
-      save_now = manager.should_save(completed) or completed == tc.num_steps
+      save_now = manager.should_save(completed) or completed == end
       iterator_state = iterator.get_state() if save_now else None
       step_batch = frozen(batch, jax.random.fold_in(feature_key, step))
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
@@ -176,6 +181,10 @@ def train(config: Config, workdir: str | None = None) -> TrainResult:
     if loss_log is not None:
       loss_log.close()
 
+  if end < tc.num_steps:
+    manager.close()
+    return TrainResult(final_step=end, last_metrics=logger.last,
+                       checkpoint_dir=str(manager.directory), export_dir=None, sample_paths=[])
   export_dir = checkpoint.export_inference_weights(
       state, os.path.join(workdir, "export", f"step_{tc.num_steps}"), config)
   sample_paths = []

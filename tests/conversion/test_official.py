@@ -56,8 +56,17 @@ def test_strict_errors_name_every_bad_key(pipeline_fixture):
     official.convert_official(lambda keys: {k: broken[k] for k in keys}, broken, cfg.model,
                               lambda *_: None)
   message = str(info.value)
-  for needle in ("sync/proj/bias", "speech_prompt.extra", "to_cond/fc1/kernel", "somewhere.else"):
+  for needle in ("missing heads key: conditioner.conditioners.sync_feature.proj.bias",
+                 "unexpected heads key: conditioner.conditioners.speech_prompt.extra",
+                 "somewhere.else"):
     assert needle in message
+  del broken["conditioner.conditioners.speech_prompt.extra"]
+  broken["conditioner.conditioners.sync_feature.proj.bias"] = np.zeros(5, np.float32)
+  del broken["somewhere.else"]
+  with pytest.raises(ConversionError) as info:  # names fine: shapes are checked per component
+    official.convert_official(lambda keys: {k: broken[k] for k in keys}, broken, cfg.model,
+                              lambda *_: None, skip=["qwen"])
+  assert "to_cond/fc1/kernel" in str(info.value) and "sync/proj/bias" in str(info.value)
 
 
 def test_orbax_round_trip_and_qwen_routing(pipeline_fixture, tmp_path, monkeypatch):
@@ -80,6 +89,32 @@ def test_orbax_round_trip_and_qwen_routing(pipeline_fixture, tmp_path, monkeypat
   assert restored.keys() == saved["heads"].keys()
   for path, value in saved["heads"].items():
     np.testing.assert_array_equal(restored[path], value)
+
+
+CONFIG = """
+import json, pathlib
+from aomni_jax.parity.pipeline import config_from_manifest
+
+def get_config(manifest):
+  return config_from_manifest(json.loads(pathlib.Path(manifest).read_text()))
+"""
+
+
+def test_cli_converts_a_checkpoint_without_qwen(golden_dir, tmp_path, capsys):
+  config = tmp_path / "fixture_config.py"
+  config.write_text(CONFIG)
+  spec = f"{config}:{golden_dir / 'pipeline' / 'manifest.json'}"
+  weights = str(golden_dir / "pipeline" / "weights.safetensors")
+  assert convert_cli.main([weights, str(tmp_path / "out"), "--config", spec]) == 1
+  error = capsys.readouterr().err  # strict: the thinker is missing, nothing gets written
+  assert "missing qwen key: " + official.THINKER_PREFIX in error
+  assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+  assert convert_cli.main([weights, str(tmp_path / "out"), "--config", spec,
+                           "--skip", "qwen"]) == 0
+  printed = capsys.readouterr().out
+  for line in ("dit: 44 keys converted", "vae: 225 keys converted", "heads: 39 keys converted"):
+    assert line in printed  # 308 keys in all
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dit", "heads", "vae"]
 
 
 def test_cli_reports_bad_inputs(tmp_path, capsys):

@@ -65,6 +65,20 @@ def test_compacting_keys_turns_any_key_mask_into_lengths(qkv):
                              dot_product_attention(q, k, v, key_mask=key_mask), atol=1e-5)
 
 
+def test_joint_compaction_keeps_causal_self_attention_with_left_padding():
+  """What the cudnn path does for a left-padded causal prompt, checked with the xla kernel."""
+  from aomni_jax.layers.attention import compact_tokens
+  ks = jax.random.split(jax.random.key(1), 3)
+  q, k, v = (jax.random.normal(key, (2, 12, 2, 16)) for key in ks)
+  key_mask = jnp.arange(12)[None, :] >= jnp.array([[5], [0]])  # left padding of 5 and 0
+  ref = dot_product_attention(q, k, v, key_mask=key_mask, causal=True)
+  lengths, inverse, (q2, k2, v2) = compact_tokens(key_mask, q, k, v)
+  out = dot_product_attention(q2, k2, v2, kv_lengths=lengths, causal=True)
+  out = jnp.take_along_axis(out, inverse[:, :, None, None], axis=1)
+  valid = np.asarray(key_mask)
+  np.testing.assert_allclose(np.asarray(out)[valid], np.asarray(ref)[valid], atol=1e-5)
+
+
 def test_splash_gradients_match_xla(qkv):
   q, k, v = qkv
   key_mask = jnp.asarray(masks(q.shape[1], k.shape[1])["key_mask"][0]["key_mask"])

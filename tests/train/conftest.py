@@ -51,3 +51,18 @@ def write_dataset(directory: str, num_records: int = 6, seconds: float = 1.6, se
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory) -> str:
   return write_dataset(str(tmp_path_factory.mktemp("train_data")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Every loop run builds new jitted functions; a persistent cache lets identical programs
+  compile once per session instead of once per run."""
+  import jax  # pylint: disable=g-import-not-at-top
+  directory = str(tmp_path_factory.mktemp("jax_cache"))
+  previous = (jax.config.jax_compilation_cache_dir,
+              jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  yield directory
+  jax.config.update("jax_compilation_cache_dir", previous[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])

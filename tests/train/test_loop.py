@@ -67,14 +67,24 @@ def test_restore_onto_another_mesh_shape_reshards(trained):
 
 
 def test_nonfinite_step_stops_with_last_good_checkpoint(trained, tmp_path):
-  config, workdir, result = trained
+  config, workdir, _ = trained
   resumed = str(tmp_path / "resumed")
   shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, "checkpoints", "2"))  # resume from step 1
+  manager = checkpoint.make_manager(os.path.join(resumed, "checkpoints"), config)
+  before = jax.device_get(checkpoint.restore(manager, _abstract(config)))
   # Same layout and size as the clean data, but every sample is 1e30: the latents overflow.
   poisoned = write_dataset(str(tmp_path / "poison"), amplitude=1e30)
-  manager = checkpoint.make_manager(os.path.join(resumed, "checkpoints"), config)
-  with pytest.raises(loop.NonFiniteError, match=r"step 2: non-finite.*last good checkpoint is "
-                                                 r"step 2"):
-    loop.train(_config(poisoned, "train.num_steps=4"), resumed)
+  with pytest.raises(loop.NonFiniteError, match=r"step 1: non-finite.*last good checkpoint is "
+                                                 r"step 1"):
+    loop.train(dataclasses.replace(config, data=dataclasses.replace(config.data, root=poisoned)),
+               resumed)
   manager.reload()
-  assert manager.latest_step() == 2
+  assert manager.all_steps() == [1]
+  after = jax.device_get(checkpoint.restore(manager, _abstract(config)))
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def _abstract(config):
+  return state_lib.make_state_spec(config, parallel.make_mesh(config.mesh)).abstract
