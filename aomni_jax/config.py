@@ -33,7 +33,7 @@ class DiTConfig:
   # Numerics and execution (not part of the official config).
   dtype: str = "float32"  # compute dtype of matmuls and attention
   param_dtype: str = "float32"
-  attention: str = "xla"  # xla | cudnn | splash
+  attention: str = "xla"  # xla | cudnn | splash | auto (cudnn on GPU, splash on TPU)
   scan_layers: bool = True
   remat: str = "none"  # see aomni_jax.layers.remat.POLICIES
 
@@ -324,7 +324,7 @@ def validate(config: Config) -> Config:
   if dit.head_dim < dit.rotary_dim:
     raise ConfigError(f"dit head dim {dit.head_dim} is smaller than the rotary dim "
                       f"{dit.rotary_dim} (the official code requires head_dim >= 32)")
-  for name, value, allowed in (("dit.attention", dit.attention, ("xla", "cudnn", "splash")),
+  for name, value, allowed in (("dit.attention", dit.attention, ("xla", "cudnn", "splash", "auto")),
                                ("flow.t_sampler", config.flow.t_sampler,
                                 ("uniform", "logit_normal")),
                                ("train.on_nonfinite", config.train.on_nonfinite,
@@ -357,28 +357,64 @@ def from_official_json(official: dict[str, Any], base: Config | None = None) -> 
     model = dataclasses.replace(model, dit=dataclasses.replace(model.dit, **dit_kwargs))
   pretransform = model_json.get("pretransform", {}).get("config", {})
   if pretransform:
-    enc = pretransform.get("encoder", {}).get("config", {})
-    dec = pretransform.get("decoder", {}).get("config", {})
-    vae = model.vae
-    vae = dataclasses.replace(
-        vae,
-        audio_channels=int(enc.get("in_channels", vae.audio_channels)),
-        channels=int(enc.get("channels", vae.channels)),
-        c_mults=tuple(enc.get("c_mults", vae.c_mults)),
-        strides=tuple(enc.get("strides", vae.strides)),
-        latent_dim=int(dec.get("latent_dim", pretransform.get("latent_dim", vae.latent_dim))))
-    model = dataclasses.replace(model, vae=vae)
-  for cond in model_json.get("conditioning", {}).get("configs", []):
-    cfg = cond.get("config", {})
-    if cond.get("type") == "qwen_omni":
-      model = dataclasses.replace(model, omni=dataclasses.replace(
-          model.omni, pad_length=int(cfg.get("pad_length", model.omni.pad_length)),
-          layer_idx=int(cfg.get("layer_idx", model.omni.layer_idx))))
-    elif cond.get("type") == "sync_feature":
-      model = dataclasses.replace(model, sync=dataclasses.replace(
-          model.sync, seq_len=int(cfg.get("sync_seq_dim", model.sync.seq_len)),
-          out_seq_len=int(cfg.get("sync_output_dim", model.sync.out_seq_len))))
+    model = dataclasses.replace(model, vae=_vae_from_json(pretransform, model.vae))
+  conditioning = model_json.get("conditioning", {})
+  cond_dim = int(conditioning.get("cond_dim", model.omni.out_dim))
+  model = dataclasses.replace(
+      model, omni=dataclasses.replace(model.omni, out_dim=cond_dim),
+      transcript=dataclasses.replace(model.transcript, out_dim=cond_dim),
+      mel=dataclasses.replace(model.mel, out_dim=cond_dim),
+      sync=dataclasses.replace(model.sync, out_dim=cond_dim))
+  for cond in conditioning.get("configs", []):
+    model = _conditioner_from_json(cond.get("type"), cond.get("config", {}), model)
   return validate(dataclasses.replace(config, model=model))
+
+
+def _vae_from_json(pretransform: dict[str, Any], vae: VAEConfig) -> VAEConfig:
+  enc = pretransform.get("encoder", {}).get("config", {})
+  dec = pretransform.get("decoder", {}).get("config", {})
+  latent = int(dec.get("latent_dim", pretransform.get("latent_dim", vae.latent_dim)))
+  if "latent_dim" in enc and int(enc["latent_dim"]) != 2 * latent:
+    raise ConfigError(f"VAE encoder latent_dim {enc['latent_dim']} must be twice the decoder's "
+                      f"{latent} (the `vae` bottleneck splits it into mean and scale)")
+  for key in ("channels", "c_mults", "strides"):
+    if key in enc and key in dec and enc[key] != dec[key]:
+      raise ConfigError(f"VAE encoder and decoder disagree on {key}: {enc[key]} vs {dec[key]}")
+  return dataclasses.replace(
+      vae, audio_channels=int(enc.get("in_channels", vae.audio_channels)),
+      channels=int(enc.get("channels", vae.channels)),
+      c_mults=tuple(enc.get("c_mults", vae.c_mults)),
+      strides=tuple(enc.get("strides", vae.strides)), latent_dim=latent,
+      latent_scale=float(pretransform.get("scale", vae.latent_scale)))
+
+
+def _conditioner_from_json(kind: str | None, cfg: dict[str, Any],
+                           model: ModelConfig) -> ModelConfig:
+  """One entry of `conditioning.configs`: only the keys the official constructors read."""
+  if kind == "qwen_omni":
+    return dataclasses.replace(model, omni=dataclasses.replace(
+        model.omni, pad_length=int(cfg.get("pad_length", model.omni.pad_length)),
+        layer_idx=int(cfg.get("layer_idx", model.omni.layer_idx))))
+  if kind == "sync_feature":
+    return dataclasses.replace(model, sync=dataclasses.replace(
+        model.sync, seq_len=int(cfg.get("sync_seq_dim", model.sync.seq_len)),
+        out_seq_len=int(cfg.get("sync_output_dim", model.sync.out_seq_len))))
+  if kind == "tts-f5":
+    return dataclasses.replace(model, transcript=dataclasses.replace(
+        model.transcript, seq_len=int(cfg.get("seq_len", model.transcript.seq_len)),
+        proj_seq_len=int(cfg.get("proj_seq_len", model.transcript.proj_seq_len))))
+  if kind == "mel_spec":
+    mel = model.mel
+    return dataclasses.replace(model, mel=dataclasses.replace(
+        mel, n_fft=int(cfg.get("n_fft", mel.n_fft)),
+        hop_length=int(cfg.get("hop_length", mel.hop_length)),
+        win_length=int(cfg.get("win_length", mel.win_length)),
+        n_mels=int(cfg.get("n_mel_channels", mel.n_mels)),
+        sample_rate=int(cfg.get("target_sample_rate", mel.sample_rate)),
+        mask_ratio_start=float(cfg.get("mask_ratio_start", mel.mask_ratio_start)),
+        mask_ratio_end=float(cfg.get("mask_ratio_end", mel.mask_ratio_end)),
+        seq_len=int(cfg.get("seq_len", mel.seq_len))))
+  return model
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()) -> Config:

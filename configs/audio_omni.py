@@ -11,5 +11,5 @@ from aomni_jax.config import Config, DiTConfig, ModelConfig
 
 def get_config(arg=None) -> Config:
   del arg
-  dit = DiTConfig(dtype="bfloat16", remat="full", scan_layers=True)
+  dit = DiTConfig(dtype="bfloat16", attention="auto", remat="full", scan_layers=True)
   return Config(name="audio_omni", model=ModelConfig(dit=dit))

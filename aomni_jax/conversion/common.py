@@ -13,6 +13,7 @@ import os
 import re
 from typing import Callable, Iterable, Mapping
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -179,6 +180,16 @@ def flat_shapes(model_or_state) -> dict[Path, tuple[int, ...]]:
   """Path → shape for every Variable (Params and Buffers) of a (possibly abstract) module."""
   state = model_or_state if isinstance(model_or_state, nnx.State) else nnx.state(model_or_state)
   return {tuple(path): tuple(var.shape) for path, var in nnx.to_flat_state(state)}
+
+
+def build_loaded(make: Callable[[], nnx.Module], arrays: Mapping[Path, np.ndarray]) -> nnx.Module:
+  """Builds `make()` abstractly (no initialiser runs) and fills it with converted arrays.
+
+  At full size this skips initialising billions of parameters that would be overwritten; the
+  parameters end up on the default device, so jitted calls do not re-upload them.
+  """
+  graphdef, state = nnx.split(load_into(nnx.eval_shape(make), arrays))
+  return nnx.merge(graphdef, jax.device_put(state))
 
 
 def load_into(model: nnx.Module, arrays: Mapping[Path, np.ndarray]) -> nnx.Module:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import jax
 import numpy as np
 from flax import nnx
 
 from aomni_jax.config import DiTConfig
-from aomni_jax.conversion.common import (ConstantCheck, Path, Rule, conv1x1_as_linear, convert,
-                                         flat_shapes, identity, linear)
+from aomni_jax.conversion.common import (ConstantCheck, Path, Rule, build_loaded,
+                                         conv1x1_as_linear, convert, flat_shapes, identity,
+                                         linear)
 from aomni_jax.layers.rotary import inverse_frequencies
 from aomni_jax.models.dit import DiffusionTransformer
 
@@ -87,7 +87,5 @@ def expected_official_keys(cfg: DiTConfig, prefix: str = DIT_PREFIX) -> set[str]
 def load_dit(state_dict: Mapping[str, np.ndarray], cfg: DiTConfig,
              prefix: str = DIT_PREFIX) -> DiffusionTransformer:
   """Builds a DiffusionTransformer holding the converted official weights."""
-  arrays = convert_dit(state_dict, cfg, prefix)
-  model = DiffusionTransformer(cfg, rngs=nnx.Rngs(0))
-  from aomni_jax.conversion.common import load_into
-  return load_into(model, {k: jax.numpy.asarray(v) for k, v in arrays.items()})
+  return build_loaded(lambda: DiffusionTransformer(cfg, rngs=nnx.Rngs(0)),
+                      convert_dit(state_dict, cfg, prefix))

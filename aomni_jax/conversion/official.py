@@ -23,8 +23,8 @@ import numpy as np
 from flax import nnx
 
 from aomni_jax.config import ModelConfig
-from aomni_jax.conversion.common import (ConversionError, Path, Rule, conv1d, convert,
-                                         flat_shapes, identity, linear, load_into)
+from aomni_jax.conversion.common import (ConversionError, Path, Rule, build_loaded, conv1d,
+                                         convert, flat_shapes, identity, linear)
 from aomni_jax.conversion.dit import DIT_PREFIX, convert_dit, expected_official_keys
 from aomni_jax.models.conditioners import ConditionerHeads
 
@@ -100,15 +100,6 @@ def convert_head(head: str, state_dict: Mapping[str, np.ndarray],
   """One head on its own (e.g. a TranscriptEncoder), from `conditioner.conditioners.<id>.*`."""
   return convert(_without_thinker(state_dict), head_rules(head), flat_shapes(module),
                  prefix=f"{HEADS_PREFIX}{HEAD_IDS[head]}.", what=f"{HEAD_IDS[head]} conditioner")
-
-
-def build_loaded(make: Callable[[], nnx.Module], arrays: Mapping[Path, np.ndarray]) -> nnx.Module:
-  """Builds `make()` abstractly (no initialiser runs) and fills it with converted arrays.
-
-  The parameters end up on the default device, so jitted calls do not re-upload them.
-  """
-  graphdef, state = nnx.split(load_into(nnx.eval_shape(make), arrays))
-  return nnx.merge(graphdef, jax.device_put(state))
 
 
 def abstract_heads(cfg: ModelConfig) -> ConditionerHeads:

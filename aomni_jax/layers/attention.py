@@ -4,6 +4,7 @@ Backends:
   * "xla": the reference (einsum + fp32 softmax); runs everywhere, used for parity tests.
   * "cudnn": cuDNN fused flash attention through `jax.nn.dot_product_attention` (GPU, bf16/fp16).
   * "splash": Pallas splash attention on TPU (see `aomni_jax.layers.splash`).
+  * "auto": the fastest of these for the platform and dtype (`resolve_backend`).
 
 Masks are described compactly and applied inside the kernel; a dense [B, H, N, M] mask is never
 built. Key masks that are not a prefix (e.g. [Qwen tokens, padding, transcript tokens]) can be
@@ -16,7 +17,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-BACKENDS = ("xla", "cudnn", "splash")
+BACKENDS = ("xla", "cudnn", "splash", "auto")
+
+
+def resolve_backend(backend: str, dtype) -> str:
+  """"auto": cuDNN flash on GPU for bf16/fp16, splash on TPU, the XLA reference otherwise."""
+  if backend != "auto":
+    return backend
+  platform = jax.default_backend()
+  if platform == "gpu" and dtype in (jnp.bfloat16, jnp.float16):
+    return "cudnn"
+  return "splash" if platform == "tpu" else "xla"
 
 
 def compact_keys(key_mask: jax.Array, *tensors: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
@@ -114,6 +125,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   if mask is not None and mask.shape[1] != 1:
     raise ValueError("mask must be [B, 1, N, M] (shared by all heads)")
   scale = d ** -0.5 if scale is None else scale
+  backend = resolve_backend(backend, q.dtype)
 
   if backend == "cudnn":
     if q.dtype not in (jnp.bfloat16, jnp.float16):

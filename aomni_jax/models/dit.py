@@ -21,7 +21,7 @@ from flax import nnx
 from jax.ad_checkpoint import checkpoint_name
 
 from aomni_jax.config import DiTConfig
-from aomni_jax.layers.attention import compact_keys, dot_product_attention
+from aomni_jax.layers.attention import compact_keys, dot_product_attention, resolve_backend
 from aomni_jax.layers.embeddings import fourier_features
 from aomni_jax.layers.linear import Dense, make_param
 from aomni_jax.layers.mlp import FusedSwiGLU
@@ -185,7 +185,8 @@ class DiffusionTransformer(nnx.Module):
   def prepare_context(self, cross_cond: jax.Array, cross_mask: jax.Array | None) -> Context:
     """Projects the context tokens and every layer's K/V once (they do not depend on t)."""
     kv_lengths, key_mask = None, cross_mask
-    if cross_mask is not None and self.cfg.attention != "xla":
+    backend = resolve_backend(self.cfg.attention, jnp.dtype(self.cfg.dtype))
+    if cross_mask is not None and backend != "xla":
       kv_lengths, (cross_cond,) = compact_keys(cross_mask.astype(bool), cross_cond)
       key_mask = None
     elif cross_mask is not None:

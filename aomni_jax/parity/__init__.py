@@ -74,7 +74,7 @@ def weights_path(fixture_dir: pathlib.Path, manifest: dict) -> pathlib.Path:
 def run_fixture(fixture_dir: str | pathlib.Path) -> list[CaseResult]:
   """Runs every case of one fixture directory through the module for its kind."""
   fixture_dir = pathlib.Path(fixture_dir)
-  kind = read_manifest(fixture_dir).get("fixture")
+  kind = str(read_manifest(fixture_dir).get("fixture", "")).split(" ")[0]  # "sync (bonus …)"
   if kind not in KINDS:
     raise ValueError(f"{fixture_dir}: unknown fixture kind {kind!r}; known: {KINDS}")
   module = importlib.import_module(f"aomni_jax.parity.{kind}")

@@ -16,11 +16,15 @@ from aomni_jax.train import checkpoint, loop, state as state_lib
 from tests.train.conftest import write_dataset
 
 
+# A two-block VAE with the tiny config's ratio (256): far less to compile.
+SMALL_VAE = ("vae.channels=4", "vae.c_mults=[1,2]", "vae.strides=[16,16]")
+
+
 def _config(data_root, *overrides):
   return load_config("configs/tiny.py", [f"data.root={data_root}", "data.num_workers=0",
                                          "train.batch_size=8", "train.checkpoint_every=1",
                                          "train.num_sample_steps=2", "sampling.steps=2",
-                                         *overrides])
+                                         *SMALL_VAE, *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -88,8 +88,12 @@ def test_gradients_finite_and_non_zero(reference):
   _, (state, history, _) = reference
   for metrics in history:
     assert metrics["nonfinite"] == 0
-    for name in ("grad_norm_dit", "grad_norm_heads"):
-      assert np.isfinite(metrics[name]) and metrics[name] > 0, name
+    assert np.isfinite(metrics["grad_norm_dit"]) and metrics["grad_norm_dit"] > 0
+  # At the official init every attention/FF output projection is zero, so the conditioning (the
+  # heads' output) cannot influence the prediction and the heads' gradient is exactly zero; one
+  # update later it flows.
+  assert history[0]["grad_norm_heads"] == 0
+  assert np.isfinite(history[1]["grad_norm_heads"]) and history[1]["grad_norm_heads"] > 0
   assert history[1]["loss"] != history[0]["loss"]
   assert int(state.step) == 2
   # EMA moved towards the params but is not equal to them.
