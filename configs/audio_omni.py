@@ -2,8 +2,12 @@
 236 latent frames of 11 s 44.1 kHz stereo audio, trained with fp32 master weights and bf16
 compute, scanned blocks with full rematerialisation, FSDP over every device.
 
-  aomni-train --config configs/audio_omni.py --workdir gs://bucket/run1
+  aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1
   aomni-train --config configs/audio_omni.py --set mesh.data=4 train.grad_accum_steps=2
+
+Pick the attention kernel of the platform: `--set dit.attention=cudnn` (GPU) or `splash` (TPU).
+Train on batches that carry precomputed Qwen features (`qwen_hidden`, `qwen_mask`): without them
+the loop falls back to the hashed stand-in text features meant for the CPU demo (and warns).
 """
 
 from aomni_jax.config import Config, DiTConfig, ModelConfig

@@ -1,7 +1,6 @@
 """Mesh construction, logical→mesh resolution, scanned-layer sharding and the replication guard
 (8 fake CPU devices from tests/conftest.py)."""
 
-import dataclasses
 
 import jax
 import numpy as np

@@ -39,6 +39,8 @@ EXIT_OOM = 3
 _GIB = 2**30
 _COLLECTIVE_RE = re.compile(
     r"\s(all-gather|reduce-scatter|all-reduce|all-to-all|collective-permute)(?:-start)?\(")
+_TENSOR_RE = re.compile(r"\b(pred|[suf]8|[suf]16|bf16|[suf]32|[suf]64)\[(\d+(?:,\d+)*)\]")
+_ITEM_BYTES = {"pred": 1, "8": 1, "16": 2, "32": 4, "64": 8}
 _MEMORY_FIELDS = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
                   "temp_size_in_bytes", "generated_code_size_in_bytes", "peak_memory_in_bytes")
 
@@ -79,6 +81,25 @@ def collective_counts(hlo_text: str) -> dict[str, int]:
   return dict(sorted(collections.Counter(_COLLECTIVE_RE.findall(hlo_text)).items()))
 
 
+def global_batch_tensors(hlo_text: str, global_batches: set[int],
+                         min_bytes: int = 256 * 2**20) -> list[str]:
+  """Large per-chip tensors whose leading axis is a whole global (micro-)batch, largest first.
+
+  In a data/FSDP-parallel step every activation should hold only this chip's samples; a big
+  tensor with the global batch means XLA sharded it along another axis (typically the FSDP
+  weight axis) and replicates the batch, paying with memory, FLOPs and all-reduces. A missing
+  activation sharding constraint is the usual cause.
+  """
+  found = {}
+  for dtype, dims in _TENSOR_RE.findall(hlo_text):
+    shape = tuple(int(d) for d in dims.split(","))
+    nbytes = math.prod(shape) * _ITEM_BYTES[dtype if dtype == "pred" else dtype.lstrip("sufb")]
+    if shape[0] in global_batches and len(shape) > 1 and nbytes >= min_bytes:
+      found[f"{dtype}[{dims}]"] = nbytes
+  return [f"{name} ({nbytes / _GIB:.2f} GiB)"
+          for name, nbytes in sorted(found.items(), key=lambda item: -item[1])]
+
+
 @dataclasses.dataclass
 class AotReport:
   """What one compile showed; memory is per device (chip), in GiB."""
@@ -100,6 +121,7 @@ class AotReport:
   compile_s: float = 0.0
   memory_gib: dict[str, float] = dataclasses.field(default_factory=dict)
   collectives: dict[str, int] = dataclasses.field(default_factory=dict)
+  global_batch_tensors: list[str] = dataclasses.field(default_factory=list)
   flops_per_device_scan_body_once: float = 0.0
   status: str = "ok"  # ok | resource_exhausted | error
   error: str = ""
@@ -161,6 +183,9 @@ def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
   report.flops_per_device_scan_body_once = float((cost or {}).get("flops", 0.0))
   hlo = compiled.as_text()
   report.collectives = collective_counts(hlo)
+  accum = report.grad_accum_steps
+  if len(devices) > 1:  # on one chip the whole batch is legitimately local
+    report.global_batch_tensors = global_batch_tensors(hlo, {global_batch, global_batch // accum})
   if hlo_path:
     with open(hlo_path, "w", encoding="utf-8") as f:
       f.write(hlo)
@@ -187,6 +212,10 @@ def format_report(r: AotReport) -> str:
   if r.peak_fraction > 0.9:
     lines.append("  note: peak within 10% of HBM — XLA is likely rematerialising to fit")
   lines.append(f"collectives in the optimized HLO: {r.collectives}")
+  if r.global_batch_tensors:
+    lines.append(f"WARNING: {len(r.global_batch_tensors)} large per-chip tensor shape(s) hold a "
+                 f"whole global (micro-)batch (activations lost their batch sharding; add "
+                 f"sharding constraints): {', '.join(r.global_batch_tensors[:6])}")
   lines.append(f"cost_analysis flops per chip (scanned layers counted once): "
                f"{r.flops_per_device_scan_body_once:.4g}")
   return "\n".join(lines)

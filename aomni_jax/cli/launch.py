@@ -1,6 +1,6 @@
 """`python -m aomni_jax.cli.launch tpu|gpu ...`: start training on Cloud TPU VMs or GPU hosts.
 
-    launch tpu create   --name N --zone Z --slice v5p-64 [--queued --num-slices 2] [--provisioning spot]
+    launch tpu create --name N --zone Z --slice v5p-64 [--queued --num-slices 2] [--provisioning P]
     launch tpu setup    --name N --zone Z --slice v5p-64 [--git-url URL --git-ref REF]
     launch tpu run      ... --run-name R --workdir gs://bucket/runs -- aomni-train --config C
     launch tpu logs|stop --run-name R;  launch tpu status|teardown

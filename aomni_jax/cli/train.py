@@ -2,7 +2,7 @@
 
   aomni-train --config configs/tiny.py                 the CPU demo on the embedded dataset
   aomni-train --config configs/tiny.py --set train.num_steps=50 --workdir /tmp/run
-  aomni-train --config configs/audio_omni.py --workdir gs://bucket/run --set mesh.data=2
+  aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
 `<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (EMA weights for inference) and

@@ -158,6 +158,13 @@ def convert(source: Mapping[str, np.ndarray], rules: Iterable[Rule],
     if indices != list(range(len(indices))):
       problems.append(f"{'/'.join(map(str, path))}: layer indices {indices} are not 0..n-1")
       continue
+    shapes = {tuple(layers[i].shape) for i in indices}
+    if len(shapes) > 1:
+      odd = [i for i in indices if tuple(layers[i].shape) != tuple(layers[0].shape)]
+      problems.append(f"mis-shaped: {'/'.join(map(str, path))} layers {odd} have shapes "
+                      f"{[tuple(layers[i].shape) for i in odd]}, layer 0 has "
+                      f"{tuple(layers[0].shape)}")
+      continue
     out[path] = np.stack([layers[i] for i in indices])
   for path, shape in target_shapes.items():
     name = "/".join(map(str, path))

@@ -86,7 +86,7 @@ class TpuSlice:
 
   @property
   def wrap(self) -> tuple[bool, bool, bool]:
-    """Torus wrap-around links: 3-D slices from a 4x4x4 cube up, 2-D ones along full 16-chip rows."""
+    """Torus wrap-around links: 3-D slices from a 4x4x4 cube up, 2-D ones along 16-chip rows."""
     if len(self.grid) == 3:
       full = min(self.grid) >= 4
       return (full, full, full)

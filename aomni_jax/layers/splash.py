@@ -37,7 +37,8 @@ def _kernel(heads: int, n: int, m: int, causal_offset: int | None, interpret: bo
   """
   base = (sm.FullMask((n, m)) if causal_offset is None
           else sm.CausalMask((n, m), offset=causal_offset))
-  block_q, block_kv = min(512, n), min(512, m)
+  block = lambda length: next(b for b in (512, 256, 128) if length % b == 0)
+  block_q, block_kv = block(n), block(m)
   sizes = sk.BlockSizes(block_q=block_q, block_kv=block_kv, block_kv_compute=block_kv,
                         block_q_dkv=block_q, block_kv_dkv=block_kv,
                         block_kv_dkv_compute=block_kv, block_q_dq=block_q, block_kv_dq=block_kv)

@@ -22,6 +22,7 @@ from jax.ad_checkpoint import checkpoint_name
 
 from aomni_jax.config import DiTConfig
 from aomni_jax.layers.attention import compact_keys, dot_product_attention, resolve_backend
+from aomni_jax.layers.constraints import constrain
 from aomni_jax.layers.embeddings import fourier_features
 from aomni_jax.layers.linear import Dense, make_param
 from aomni_jax.layers.mlp import FusedSwiGLU
@@ -41,10 +42,16 @@ class DiTConditioning(NamedTuple):
 
 
 class Context(NamedTuple):
-  """Cross-attention keys/values of every layer, computed once from the context tokens."""
+  """The projected context and, when precomputed, every layer's cross-attention keys/values.
 
-  k: jax.Array  # [L, B, M, H, Dh]
-  v: jax.Array  # [L, B, M, H, Dh]
+  Sampling precomputes K/V once per generation (`prepare_context`). Training leaves them None:
+  each block then projects its own K/V inside the rematerialised layer, so the 36 layers' K/V
+  and their gradients are never all alive at once.
+  """
+
+  tokens: jax.Array  # [B, M, d] context after to_cond (valid keys first for cudnn/splash)
+  k: jax.Array | None  # [L, B, M, H, Dh]
+  v: jax.Array | None  # [L, B, M, H, Dh]
   key_mask: jax.Array | None  # [B, M] bool (xla backend)
   kv_lengths: jax.Array | None  # [B] int (cudnn/splash: valid keys moved to the front)
 
@@ -182,8 +189,9 @@ class DiffusionTransformer(nnx.Module):
     self.blocks = make_blocks(rngs)
 
   # ---------------------------------------------------------------------------------------------
-  def prepare_context(self, cross_cond: jax.Array, cross_mask: jax.Array | None) -> Context:
-    """Projects the context tokens and every layer's K/V once (they do not depend on t)."""
+  def prepare_context(self, cross_cond: jax.Array, cross_mask: jax.Array | None, *,
+                      per_layer_kv: bool = True) -> Context:
+    """Projects the context tokens, and every layer's K/V once (they do not depend on t)."""
     kv_lengths, key_mask = None, cross_mask
     backend = resolve_backend(self.cfg.attention, jnp.dtype(self.cfg.dtype))
     if cross_mask is not None and backend != "xla":
@@ -191,7 +199,9 @@ class DiffusionTransformer(nnx.Module):
       key_mask = None
     elif cross_mask is not None:
       key_mask = cross_mask.astype(bool)
-    context = self.to_cond(cross_cond)
+    context = constrain(self.to_cond(cross_cond), ("batch", None, None))
+    if not per_layer_kv:
+      return Context(tokens=context, k=None, v=None, key_mask=key_mask, kv_lengths=kv_lengths)
     graphdef, state = nnx.split(self.blocks)
 
     def layer_kv(_, layer_state):
@@ -199,7 +209,7 @@ class DiffusionTransformer(nnx.Module):
       return None, block.cross_attn.project_kv(context)
 
     _, (k, v) = jax.lax.scan(layer_kv, None, state)
-    return Context(k=k, v=v, key_mask=key_mask, kv_lengths=kv_lengths)
+    return Context(tokens=context, k=k, v=v, key_mask=key_mask, kv_lengths=kv_lengths)
 
   def unstack_layers(self, context: Context | None) -> list[tuple]:
     """Per-layer (block state, k, v), sliced once.
@@ -210,15 +220,19 @@ class DiffusionTransformer(nnx.Module):
     """
     _, state = nnx.split(self.blocks)
     take = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
-    return [(take(state, i),
-             None if context is None else context.k[i],
-             None if context is None else context.v[i]) for i in range(self.cfg.depth)]
+    has_kv = context is not None and context.k is not None
+    return [(take(state, i), context.k[i] if has_kv else None, context.v[i] if has_kv else None)
+            for i in range(self.cfg.depth)]
 
   def __call__(self, x: jax.Array, t: jax.Array, cross_cond: jax.Array | None = None,
                cross_mask: jax.Array | None = None,
                global_cond: jax.Array | None = None) -> jax.Array:
-    """One velocity evaluation (projects the context on every call, as the official code)."""
-    context = None if cross_cond is None else self.prepare_context(cross_cond, cross_mask)
+    """One velocity evaluation (projects the context on every call, as the official code).
+
+    Each block projects its K/V inside the (rematerialised) layer: the training path.
+    """
+    context = (None if cross_cond is None
+               else self.prepare_context(cross_cond, cross_mask, per_layer_kv=False))
     return self.forward(x, t, context, global_cond)
 
   def forward(self, x: jax.Array, t: jax.Array, context: Context | None,
@@ -252,15 +266,20 @@ class DiffusionTransformer(nnx.Module):
     def body(carry, xs):
       layer_state, k, v = xs
       block = nnx.merge(graphdef, layer_state)
-      cross = None if context is None else (k, v, context.key_mask, context.kv_lengths)
-      return block(carry, cos, sin, cross, cross_rows), None
+      cross = None
+      if context is not None:
+        if k is None:
+          k, v = block.cross_attn.project_kv(context.tokens)
+        cross = (k, v, context.key_mask, context.kv_lengths)
+      out = block(constrain(carry, ("batch", None, None)), cos, sin, cross, cross_rows)
+      return constrain(out, ("batch", None, None)), None
 
     body = maybe_remat(body, self.cfg.remat, prevent_cse=not self.cfg.scan_layers)
     if layers is not None:
       for layer in layers:
         h, _ = body(h, layer)
       return h
-    kv = (None, None) if context is None else (context.k, context.v)
+    kv = (None, None) if context is None or context.k is None else (context.k, context.v)
     if self.cfg.scan_layers:
       h, _ = jax.lax.scan(body, h, (state, *kv))
       return h

@@ -22,6 +22,7 @@ from aomni_jax.layers.linear import Dense, make_param
 from aomni_jax.layers.norms import LayerNorm, rms_norm
 from aomni_jax.text.frontend import text_to_symbols
 from aomni_jax.text.vocab import pad_ids, symbols_to_ids
+from aomni_jax.layers.constraints import constrain
 
 _POSITION_TABLE_LENGTH = 4096  # the official table length; later positions reuse the last row
 _KERNEL_SIZE = 7
@@ -96,9 +97,9 @@ class TranscriptEncoder(nnx.Module):
 
   def text_features(self, ids: jax.Array) -> jax.Array:
     """The TextEmbedding part: [B, seq_len] ids → [B, seq_len, text_dim], filler rows zero."""
-    x = self.embed(ids)
+    x = constrain(self.embed(ids), ("batch", None, None))
     for block in self.blocks:
-      x = jnp.where((ids != 0)[..., None], block(x), 0.0)
+      x = constrain(jnp.where((ids != 0)[..., None], block(x), 0.0), ("batch", None, None))
     return x
 
   def __call__(self, ids: jax.Array, has_text: jax.Array) -> jax.Array:

@@ -12,6 +12,8 @@ Qwen features so that small runs (the CPU demo) are still conditioned on the ins
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 from typing import Any
 
 import jax
@@ -24,7 +26,7 @@ from aomni_jax import parallel
 from aomni_jax.config import Config
 from aomni_jax.data import templates
 
-# The step batch: name -> (shape without batch, dtype), see `step_batch_shapes`.
+_log = logging.getLogger(__name__)
 _TEXT_SEED = 20251122  # fixed: the stand-in text embedding must be the same in every run
 
 
@@ -38,10 +40,21 @@ def step_batch_shapes(config: Config, batch_size: int) -> dict[str, jax.ShapeDty
       "transcript_ids": ((m.transcript.seq_len,), jnp.int32),
       "has_transcript": ((), jnp.bool_),
       "sync_features": ((m.sync.seq_len, m.sync.input_dim), jnp.float32),
-      "waveform": ((m.mel.num_samples,), jnp.float32),
       "is_tts": ((), jnp.bool_),
   }
+  if config.data.precomputed:  # stems may be gone: the mel input comes precomputed
+    shapes["log_mel"] = ((m.mel.num_frames, m.mel.n_mels), jnp.float32)
+  else:
+    shapes["waveform"] = ((m.mel.num_samples,), jnp.float32)
   return {k: jax.ShapeDtypeStruct((batch_size,) + s, d) for k, (s, d) in shapes.items()}
+
+
+@functools.cache
+def _text_tables(length: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+  table = np.random.default_rng(_TEXT_SEED).standard_normal((256, dim)).astype(np.float32)
+  positions = np.arange(length)[:, None] / (10000.0 ** (np.arange(dim)[None, :] / dim))
+  position_table = np.where(np.arange(dim) % 2 == 0, np.sin(positions), np.cos(positions))
+  return table, position_table.astype(np.float32)
 
 
 def hashed_text_features(texts: list[str], length: int, dim: int) -> tuple[np.ndarray,
@@ -51,10 +64,7 @@ def hashed_text_features(texts: list[str], length: int, dim: int) -> tuple[np.nd
   A deterministic, untrained stand-in for Qwen hidden states (same text → same features). The
   *last* `length` bytes are kept: chat prompts end with the user turn, after a fixed system turn.
   """
-  rng = np.random.default_rng(_TEXT_SEED)
-  table = rng.standard_normal((256, dim)).astype(np.float32)
-  positions = np.arange(length)[:, None] / (10000.0 ** (np.arange(dim)[None, :] / dim))
-  position_table = np.where(np.arange(dim) % 2 == 0, np.sin(positions), np.cos(positions))
+  table, position_table = _text_tables(length, dim)
   features = np.zeros((len(texts), length, dim), np.float32)
   mask = np.zeros((len(texts), length), bool)
   for i, text in enumerate(texts):
@@ -97,16 +107,15 @@ class FrozenStage:
   @classmethod
   def create(cls, config: Config, mesh: Mesh, batch_size: int, vae_state: Any = None
              ) -> "FrozenStage":
-    """`vae_state`: converted VAE weights; None = random weights from `train.seed` (demo runs)."""
+    """`vae_state`: converted VAE weights; None = random weights from seed 0, the same as
+    `aomni-data precompute` uses, so precomputed and on-the-fly latents agree (demo runs)."""
     from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
     abstract = nnx.eval_shape(lambda: OobleckVAE(config.model.vae, rngs=nnx.Rngs(0)))
     graphdef, abstract_state = nnx.split(abstract)
     shardings = parallel.state_shardings(abstract_state, mesh, config.mesh.rules)
     if vae_state is None:
-      seed = config.train.seed + 1
-
       def init():
-        return nnx.to_pure_dict(nnx.state(OobleckVAE(config.model.vae, rngs=nnx.Rngs(seed))))
+        return nnx.to_pure_dict(nnx.state(OobleckVAE(config.model.vae, rngs=nnx.Rngs(0))))
 
       vae_state = jax.jit(init, out_shardings=shardings)()
     return cls(config=config, mesh=mesh, vae_graphdef=graphdef, vae_state=vae_state,
@@ -124,6 +133,7 @@ class FrozenStage:
       return nnx.merge(graphdef, state).encode(audio, key)
 
     self._audio_sharding = audio_sharding
+    self._warned_hashed = False
     self._encode = jax.jit(encode, out_shardings=self.shardings["latents"])
 
   def vae(self):
@@ -144,16 +154,26 @@ class FrozenStage:
     if "qwen_hidden" in batch:
       out["qwen_hidden"], out["qwen_mask"] = batch["qwen_hidden"], batch["qwen_mask"]
     else:
+      if not self._warned_hashed:
+        self._warned_hashed = True
+        _log.warning("batches carry no Qwen features (qwen_hidden); conditioning on the hashed "
+                     "stand-in text features (fine for the CPU demo, not for a real model)")
       texts = [templates.chat_prompt(templates.TASKS[int(task)], str(instruction))
                for task, instruction in zip(batch["task_id"], batch["instruction"])]
       out["qwen_hidden"], out["qwen_mask"] = hashed_text_features(texts, m.omni.pad_length,
                                                                   m.omni.feature_dim)
     out["transcript_ids"], out["has_transcript"] = transcript_inputs(
         [str(t) for t in batch["transcript"]], m.transcript.seq_len)
+    if "transcript_ids" in batch:
+      out["transcript_ids"] = np.where(out["has_transcript"][:, None], batch["transcript_ids"],
+                                       out["transcript_ids"])
     size = len(batch["task_id"])
     out["sync_features"] = batch.get("sync_features",
                                      np.zeros((size, m.sync.seq_len, m.sync.input_dim), np.float32))
-    out["waveform"] = fit_length(np.asarray(batch["mel_audio"], np.float32), m.mel.num_samples)
+    if self.config.data.precomputed:
+      out["log_mel"] = batch["log_mel"]
+    else:
+      out["waveform"] = fit_length(np.asarray(batch["mel_audio"], np.float32), m.mel.num_samples)
     out["is_tts"] = np.asarray(batch["task_id"]) == templates.task_id("tts")
     arrays = parallel.shard_batch({k: np.asarray(v, self._dtypes[k]) for k, v in out.items()},
                                   {k: self.shardings[k] for k in out})

@@ -25,7 +25,7 @@ from aomni_jax.config import Config, ConfigError, to_dict
 from aomni_jax.data import loader
 from aomni_jax.train import checkpoint, features, metrics as metrics_lib, samples
 from aomni_jax.train.state import init_state, make_state_spec, parameter_count
-from aomni_jax.train.step import build_train_step
+from aomni_jax.train.step import abstract_batch, abstract_key, build_train_step
 
 _log = logging.getLogger(__name__)
 
@@ -59,11 +59,6 @@ def resolve_data_dir(config: Config) -> str:
   return ensure_default_dataset(default_data_root())
 
 
-def _abstract_with(shapes: dict[str, jax.ShapeDtypeStruct], shardings: dict) -> dict:
-  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k])
-          for k, v in shapes.items()}
-
-
 def _report_memory(compiled: Any) -> None:
   try:
     analysis = compiled.memory_analysis()
@@ -92,6 +87,7 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
     raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the process count "
                       f"({jax.process_count()}) × train.grad_accum_steps ({tc.grad_accum_steps})")
   is_main = jax.process_index() == 0
+  data_dir = resolve_data_dir(config)
   os.makedirs(workdir, exist_ok=True)
 
   spec = make_state_spec(config, mesh)
@@ -101,7 +97,6 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
     _log.info("replicated parameter bytes: %.2f%%", 100 * fraction)
   _log.info("trainable parameters: %s", f"{parameter_count(spec.abstract.params):,}")
 
-  data_dir = resolve_data_dir(config)
   iterator = loader.make_train_iterator(
       data_dir, tc.batch_size // jax.process_count(), seed=tc.seed,
       worker_count=config.data.num_workers,
@@ -121,17 +116,17 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
   # Copy the base key out of the state: the state's buffers are donated to every step.
   base_key = jnp.array(jax.device_get(state.rng))
   feature_key = jax.random.fold_in(base_key, 1)
-  compiled = train_step.fn.lower(
-      spec.abstract, _abstract_with(step_shapes, train_step.batch_shardings),
-      jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=train_step.key_sharding)).compile()
+  compiled = train_step.fn.lower(spec.abstract, abstract_batch(train_step, step_shapes),
+                                 abstract_key(train_step)).compile()
   _report_memory(compiled)
 
   peak = metrics_lib.peak_tflops(jax.devices()[0], tc.peak_tflops)
   logger = metrics_lib.MetricLogger(os.path.join(workdir, "tensorboard"),
                                     metrics_lib.train_flops_per_example(config), tc.batch_size,
-                                    peak * jax.device_count() if peak else None)
+                                    peak * jax.device_count() if peak else None, tc.log_every)
   logger.add_text("config", json.dumps(to_dict(config), indent=2, default=str), start)
-  loss_log = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8") if is_main else None
+  loss_log = (open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8") if is_main
+              else None)
   progress = tqdm(total=tc.num_steps, initial=start, disable=not is_main, desc="train",
                   dynamic_ncols=True)
   skipped = 0
@@ -198,7 +193,9 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
 
 def _write_samples(config: Config, spec, state, frozen: features.FrozenStage, data_dir: str,
                    workdir: str, step: int) -> list[str]:
-  if jax.process_index() != 0:
+  if jax.process_count() > 1:
+    # Sampling gathers the EMA weights onto one host; not done for multi-process runs yet.
+    _log.warning("periodic samples are only written by single-process runs; skipping")
     return []
   out_dir = os.path.join(workdir, "samples", f"step_{step}")
   paths = samples.generate_samples(config, spec, state, frozen.vae(), out_dir,

@@ -68,14 +68,16 @@ def peak_tflops(device: jax.Device, override: float = 0.0) -> float | None:
 
 
 class MetricLogger:
-  """Writes scalars to TensorBoard (process 0 only), one step late; also feeds tqdm."""
+  """Reads every step's metrics one step late; writes TensorBoard scalars (process 0 only) every
+  `log_every` steps and for every non-finite step."""
 
   def __init__(self, logdir: str | None, flops_per_example: float, examples_per_step: int,
-               peak_tflops_total: float | None):
+               peak_tflops_total: float | None, log_every: int = 1):
     self._writer = None
     if logdir and jax.process_index() == 0:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self._writer = SummaryWriter(logdir)
+    self._log_every = max(log_every, 1)
     self._flops = flops_per_example
     self._examples = examples_per_step
     self._peak = peak_tflops_total
@@ -111,7 +113,7 @@ class MetricLogger:
       if self._peak:
         values["mfu"] = values["model_tflops_per_s"] / self._peak
     step = int(values.pop("step"))
-    if self._writer is not None:
+    if self._writer is not None and (step % self._log_every == 0 or values.get("nonfinite")):
       for name, value in values.items():
         self._writer.add_scalar(f"train/{name}", value, step)
     self.last = {"step": step, **values}

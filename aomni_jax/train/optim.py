@@ -14,11 +14,15 @@ _NO_DECAY_NAMES = ("bias", "scale", "gamma", "beta", "alpha")
 
 
 def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
-  """Linear warmup from 0 to `learning_rate`, then cosine decay to `min_lr_ratio` of it."""
+  """Linear warmup to `learning_rate`, then cosine decay to `min_lr_ratio` of it at num_steps.
+
+  Update n (from 0) uses the value at n + 1, so the first update is not wasted at rate 0.
+  """
   warmup = min(cfg.warmup_steps, max(cfg.num_steps - 1, 0))
-  return optax.warmup_cosine_decay_schedule(
+  schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=warmup,
       decay_steps=max(cfg.num_steps, warmup + 1), end_value=cfg.learning_rate * cfg.min_lr_ratio)
+  return lambda count: schedule(count + 1)
 
 
 def _decays(path: tuple, shape: tuple[int, ...], axes: tuple[str | None, ...] | None) -> bool:

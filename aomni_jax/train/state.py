@@ -112,10 +112,6 @@ def init_state(config: Config, spec: StateSpec,
   return jax.jit(init, out_shardings=spec.shardings)(jnp.asarray(config.train.seed, jnp.uint32))
 
 
-def merge(spec: StateSpec, name: str, params: dict, buffers: dict) -> nnx.Module:
-  """Rebuilds one trainable module from its arrays (inside jit)."""
-  return nnx.merge(spec.graphdefs[name], params[name], buffers[name])
-
-
 def parameter_count(tree: Any) -> int:
-  return sum(int(x.size) if hasattr(x, "size") else int(jnp.size(x)) for x in jax.tree.leaves(tree))
+  """Number of elements in a tree of arrays or ShapeDtypeStructs."""
+  return sum(int(x.size) for x in jax.tree.leaves(tree))

@@ -23,7 +23,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from aomni_jax import flow, parallel
 from aomni_jax.config import Config
+from aomni_jax.layers.constraints import activation_sharding
 from aomni_jax.train import optim
+from aomni_jax.train.features import step_batch_shapes
 from aomni_jax.train.state import StateSpec, TrainState, make_state_spec
 
 LATENTS = "latents"  # [B, T, C] VAE latents of the target audio (channels-last)
@@ -48,6 +50,7 @@ class TrainStep:
   """The compiled-on-first-call step and what a caller needs to feed it."""
 
   fn: Callable[[TrainState, dict, jax.Array], tuple[TrainState, dict]]
+  config: Config
   spec: StateSpec
   batch_shardings: dict[str, NamedSharding]
   key_sharding: NamedSharding
@@ -77,9 +80,11 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
     dit = nnx.merge(spec.graphdefs["dit"], params["dit"], buffers["dit"])
     heads = nnx.merge(spec.graphdefs["heads"], params["heads"], buffers["heads"])
     heads_key, flow_key = jax.random.split(key)
-    cond = conditioning(heads, micro, heads_key)
-    loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), micro[LATENTS], cond,
-                                       flow_key, flow_cfg)
+    # Activations keep their batch sharding (see aomni_jax.layers.constraints).
+    with activation_sharding(mesh, config.mesh.rules):
+      cond = conditioning(heads, micro, heads_key)
+      loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), micro[LATENTS], cond,
+                                         flow_key, flow_cfg)
     return loss
 
   grad_fn = jax.value_and_grad(loss_fn)
@@ -121,14 +126,16 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
   return step_fn
 
 
-def build_train_step(config: Config, mesh: Mesh, batch_shapes: dict[str, Any],
+def build_train_step(config: Config, mesh: Mesh, batch_shapes: dict[str, Any] | None = None,
                      spec: StateSpec | None = None) -> TrainStep:
   """The jitted step with explicit shardings; the state argument is donated.
 
-  `batch_shapes`: the global batch (arrays or ShapeDtypeStructs with a leading batch axis), e.g.
-  from `aomni_jax.train.batch.abstract_batch`. For AOT compilation lower with
-  `step.fn.lower(step.spec.abstract, abstract_batch, abstract_key)`.
+  `batch_shapes`: the global batch (arrays or ShapeDtypeStructs with a leading batch axis);
+  default `features.step_batch_shapes(config, config.train.batch_size)`. For AOT compilation:
+  `step.fn.lower(step.spec.abstract, abstract_batch(step), abstract_key(step))`.
   """
+  if batch_shapes is None:
+    batch_shapes = step_batch_shapes(config, config.train.batch_size)
   spec = spec or make_state_spec(config, mesh)
   batch_shardings = parallel.batch_shardings(batch_shapes, mesh, config.mesh.rules)
   key_sharding = NamedSharding(mesh, PartitionSpec())
@@ -136,4 +143,17 @@ def build_train_step(config: Config, mesh: Mesh, batch_shapes: dict[str, Any],
   fn = jax.jit(make_train_step_fn(config, spec, mesh),
                in_shardings=(spec.shardings, batch_shardings, key_sharding),
                out_shardings=(spec.shardings, metric_sharding), donate_argnums=(0,))
-  return TrainStep(fn=fn, spec=spec, batch_shardings=batch_shardings, key_sharding=key_sharding)
+  return TrainStep(fn=fn, config=config, spec=spec, batch_shardings=batch_shardings,
+                   key_sharding=key_sharding)
+
+
+def abstract_batch(step: TrainStep, batch_shapes: dict[str, Any] | None = None) -> dict:
+  """ShapeDtypeStructs (with shardings) of the step's batch, for `.lower()`."""
+  if batch_shapes is None:
+    batch_shapes = step_batch_shapes(step.config, step.config.train.batch_size)
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=step.batch_shardings[k])
+          for k, v in batch_shapes.items()}
+
+
+def abstract_key(step: TrainStep) -> jax.ShapeDtypeStruct:
+  return jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=step.key_sharding)

@@ -78,3 +78,14 @@ def test_multislice_mesh_puts_the_data_axis_across_slices():
   assert len(slices[0]) == len(slices[1]) == 1 and slices[0] != slices[1]
   with pytest.raises(aot.ConfigError, match="multiple of --num_slices"):
     aot.build_mesh(load_config(CONFIG[1], ["mesh.data=1"]), devices, num_slices=2)
+
+
+def test_global_batch_tensors_flag_lost_batch_sharding():
+  hlo = ("  %a = f32[256,32,600,600]{3,2,1,0} fusion(%x)\n"  # global batch 256: flagged
+         "  %b = bf16[8,600,16384]{2,1,0} fusion(%y)\n"  # this chip's 8 samples: fine
+         "  %c = f32[256,4]{1,0} fusion(%z)\n"  # global batch but small: ignored
+         "  %d = pred[256,2584,1024] fusion(%w), %e = bf16[256,600,16384] add(%d)\n")
+  assert aot.global_batch_tensors(hlo, {256, 128}) == ["f32[256,32,600,600] (10.99 GiB)",
+                                                "bf16[256,600,16384] (4.69 GiB)",
+                                                "pred[256,2584,1024] (0.63 GiB)"]
+  assert aot.global_batch_tensors(hlo, {8}) == []

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from tests.train.test_loop import SMALL_VAE
 

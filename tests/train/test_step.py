@@ -51,34 +51,30 @@ def _run(config, batch, steps):
   return state, history, train_step
 
 
-_REFERENCES = {}
-
-
-def _reference(accum):
-  """The single-device run (cached per accumulation setting; micro-batches draw their own t,
-  noise and dropout, so runs are comparable only at equal `grad_accum_steps`)."""
-  if accum not in _REFERENCES:
-    config = _config((1, 1, 1), grad_accum_steps=accum)
-    _REFERENCES[accum] = config, _run(config, _batch(config), steps=2)
-  return _REFERENCES[accum]
+ACCUM = 2  # every run accumulates over 2 micro-batches, so the scan path is what is compared
 
 
 @pytest.fixture(scope="module")
 def reference():
-  return _reference(1)
+  config = _config((1, 1, 1), grad_accum_steps=ACCUM)
+  return config, _run(config, _batch(config), steps=2)
 
 
-@pytest.mark.parametrize("mesh,accum", [((1, 8, 1), 1), ((2, 2, 2), 2)])
-def test_sharded_step_matches_single_device(mesh, accum):
-  config, (ref_state, ref_history, _) = _reference(accum)
-  config = _config(mesh, grad_accum_steps=accum)
+@pytest.mark.parametrize("mesh", [(1, 8, 1), (2, 2, 2)])
+def test_sharded_step_matches_single_device(reference, mesh):
+  _, (ref_state, ref_history, _) = reference
+  config = _config(mesh, grad_accum_steps=ACCUM)
   state, history, _ = _run(config, _batch(config), steps=2)
   for ours, ref in zip(history, ref_history):
-    for name in ("loss", "grad_norm", "grad_norm_dit", "grad_norm_heads"):
-      np.testing.assert_allclose(ours[name], ref[name], rtol=2e-5, err_msg=name)
+    np.testing.assert_allclose(ours["loss"], ref["loss"], rtol=2e-5)
+    # Gradient norms are sums of many small terms reduced in another order on 8 devices.
+    for name in ("grad_norm", "grad_norm_dit", "grad_norm_heads"):
+      np.testing.assert_allclose(ours[name], ref[name], rtol=1e-3, err_msg=name)
+  # Adam moves every weight by ~lr (1e-3) whatever its gradient's size, so reduction-order noise
+  # in near-zero gradients shows up at a fraction of lr; allow a tenth of one update.
   for ours, ref in zip(jax.tree.leaves(jax.device_get(state.params)),
                       jax.tree.leaves(jax.device_get(ref_state.params)), strict=True):
-    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
   # The sharded run really is sharded: the DiT's stacked kernels are split over devices.
   kernel = state.params["dit"]["blocks"]["ff"]["proj_in"]["kernel"]
   assert not kernel.sharding.is_fully_replicated
