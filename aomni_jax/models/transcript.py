@@ -37,8 +37,14 @@ def tokenize(texts: Sequence[str | None], seq_len: int) -> tuple[np.ndarray, np.
 
 
 def global_response_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax.Array:
-  """GRN over the time axis (padded rows included): γ·(x·N) + β + x, N = G / (mean_c G + 1e-6)."""
-  g = jnp.sqrt(jnp.sum(jnp.square(x), axis=1, keepdims=True))
+  """GRN over the time axis (padded rows included): γ·(x·N) + β + x, N = G / (mean_c G + 1e-6).
+
+  The L2 norm is 0 for an all-zero channel (e.g. an item with no transcript); its gradient is
+  taken as 0 there, as torch does, instead of the 1/sqrt(0) = inf that jnp.sqrt would give.
+  """
+  s = jnp.sum(jnp.square(x), axis=1, keepdims=True)
+  positive = s > 0
+  g = jnp.where(positive, jnp.sqrt(jnp.where(positive, s, 1.0)), 0.0)
   n = g / (jnp.mean(g, axis=-1, keepdims=True) + _GRN_EPS)
   return gamma * (x * n) + beta + x
 

@@ -58,10 +58,6 @@ def save(manager: ocp.CheckpointManager, state: TrainState, config: Config,
   return manager.save(step, args=ocp.args.Composite(**items), force=force)
 
 
-def latest_step(manager: ocp.CheckpointManager) -> int | None:
-  return manager.latest_step()
-
-
 def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
             iterator: Any | None = None, step: int | None = None) -> TrainState:
   """Restores `step` (default: latest) into the shardings of `abstract_state`; sets the iterator

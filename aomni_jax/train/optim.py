@@ -27,7 +27,7 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
 
 def _decays(path: tuple, shape: tuple[int, ...], axes: tuple[str | None, ...] | None) -> bool:
   names = [str(getattr(k, "key", getattr(k, "name", k))).lower() for k in path]
-  if names and names[-1] in _NO_DECAY_NAMES or any("norm" in n for n in names):
+  if (names and names[-1] in _NO_DECAY_NAMES) or any("norm" in n for n in names):
     return False
   # The stacked `layers` axis of scanned blocks does not count: a scanned norm is still 1-D.
   dims = [d for i, d in enumerate(shape) if not (axes and axes[i] == "layers")]

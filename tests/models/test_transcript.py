@@ -69,3 +69,14 @@ def test_identity_sequence_projection_when_lengths_match():
   ids, has_text = tokenize(["hey"], cfg.seq_len)
   out = nnx.eval_shape(lambda e: e(jnp.asarray(ids), jnp.asarray(has_text)), encoder)
   assert out.shape == (1, cfg.seq_len, cfg.out_dim)
+
+
+def test_grn_gradient_is_finite_for_all_zero_channels():
+  """An item without transcript has all-zero rows; its GRN gradient must not be NaN."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from aomni_jax.models.transcript import global_response_norm
+  x = jnp.zeros((2, 5, 4)).at[0].set(jax.random.normal(jax.random.key(0), (5, 4)))
+  grad = jax.grad(lambda x: jnp.sum(global_response_norm(x, jnp.ones(4), jnp.zeros(4)) ** 2))(x)
+  assert np.all(np.isfinite(np.asarray(grad)))

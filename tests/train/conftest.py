@@ -53,10 +53,10 @@ def synthetic_dataset(tmp_path_factory) -> str:
   return write_dataset(str(tmp_path_factory.mktemp("train_data")))
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def compilation_cache(tmp_path_factory):
   """Every loop run builds new jitted functions; a persistent cache lets identical programs
-  compile once per session instead of once per run."""
+  compile once instead of once per run (restored when the tests of this folder are done)."""
   import jax  # pylint: disable=g-import-not-at-top
   directory = str(tmp_path_factory.mktemp("jax_cache"))
   previous = (jax.config.jax_compilation_cache_dir,

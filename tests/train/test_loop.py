@@ -27,14 +27,17 @@ def _config(data_root, *overrides):
                                          *SMALL_VAE, *overrides])
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic_dataset, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("run"))
+def test_train_resume_reshard_and_nonfinite_stop(synthetic_dataset, tmp_path):
+  """One trained run (compiling it is the expensive part) checked from several sides."""
+  workdir = str(tmp_path / "run")
   config = _config(synthetic_dataset, "train.num_steps=2")
-  return config, workdir, loop.train(config, workdir)
+  trained = config, workdir, loop.train(config, workdir)
+  _check_outputs(trained)
+  _check_restore_onto_another_mesh_shape(trained)
+  _check_nonfinite_step_stops_with_last_good_checkpoint(trained, tmp_path)
 
 
-def test_run_writes_checkpoints_logs_export_and_samples(trained):
+def _check_outputs(trained):
   _, workdir, result = trained
   assert result.final_step == 2
   assert sorted(os.listdir(result.checkpoint_dir)) == ["1", "2"]
@@ -48,7 +51,7 @@ def test_run_writes_checkpoints_logs_export_and_samples(trained):
   assert np.isfinite(result.last_metrics["loss"])
 
 
-def test_restore_onto_another_mesh_shape_reshards(trained):
+def _check_restore_onto_another_mesh_shape(trained):
   config, _, result = trained
   restored = {}
   for shape in ((1, 8, 1), (2, 2, 2)):
@@ -70,7 +73,7 @@ def test_restore_onto_another_mesh_shape_reshards(trained):
     np.testing.assert_array_equal(x, y)
 
 
-def test_nonfinite_step_stops_with_last_good_checkpoint(trained, tmp_path):
+def _check_nonfinite_step_stops_with_last_good_checkpoint(trained, tmp_path):
   config, workdir, _ = trained
   resumed = str(tmp_path / "resumed")
   shutil.copytree(workdir, resumed)
