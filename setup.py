@@ -50,6 +50,7 @@ setup(
             "aomni-train=aomni_jax.cli.train:main",
             "aomni-understand=aomni_jax.cli.understand:main",
             "aomni-aot=aomni_jax.cli.aot:main",
+            "aomni-launch=aomni_jax.cli.launch:main",
         ]
     },
 )

@@ -270,7 +270,8 @@ class Pipeline:
 def from_state_dict(state_dict, cfg: Config) -> Pipeline:
   """A Pipeline holding an official state dict's DiT, VAE and heads (the thinker is separate)."""
   from aomni_jax.conversion.dit import convert_dit
-  from aomni_jax.conversion.official import VAE_PREFIX, build_loaded, convert_heads
+  from aomni_jax.conversion.common import build_loaded
+  from aomni_jax.conversion.official import VAE_PREFIX, convert_heads
   from aomni_jax.conversion.vae import convert_vae
   m = cfg.model
   return Pipeline(

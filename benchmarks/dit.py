@@ -96,7 +96,6 @@ def bench_inference(cfg: DiTConfig, shape: dict, clips: int, steps: int, cached:
   assert np.all(np.isfinite(np.asarray(out, np.float32))), "non-finite latents"
   total = statistics.median(times)
   flops = 2 * clips * steps * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
-  del state
   tag = "" if cfg.scan_layers else " unrolled"
   return dict(kind="generate", tag=tag, clips=clips, steps=steps, path="cached" if cached else "plain",
               total_s=total, per_clip_s=total / clips, step_ms=1e3 * total / steps,

@@ -18,12 +18,11 @@ import os
 import re
 from typing import Callable, Iterable, Mapping
 
-import jax
 import numpy as np
 from flax import nnx
 
 from aomni_jax.config import ModelConfig
-from aomni_jax.conversion.common import (ConversionError, Path, Rule, build_loaded, conv1d,
+from aomni_jax.conversion.common import (ConversionError, Path, Rule, conv1d,
                                          convert, flat_shapes, identity, linear)
 from aomni_jax.conversion.dit import DIT_PREFIX, convert_dit, expected_official_keys
 from aomni_jax.models.conditioners import ConditionerHeads

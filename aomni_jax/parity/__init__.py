@@ -55,6 +55,14 @@ def read_manifest(fixture_dir: pathlib.Path) -> dict:
     return json.load(f)
 
 
+def load_fixture(fixture_dir: str | pathlib.Path) -> tuple[dict, dict[str, np.ndarray]]:
+  """(manifest, every array of cases.npz) of one fixture directory."""
+  fixture_dir = pathlib.Path(fixture_dir)
+  manifest = read_manifest(fixture_dir)
+  with np.load(fixture_dir / "cases.npz") as npz:
+    return manifest, {k: npz[k] for k in npz.files}
+
+
 def weights_path(fixture_dir: pathlib.Path, manifest: dict) -> pathlib.Path:
   """The fixture's weights: its own file, or the one its manifest points to (e.g. ../dit/...)."""
   own = pathlib.Path(fixture_dir) / "weights.safetensors"

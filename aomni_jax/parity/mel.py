@@ -12,9 +12,10 @@ from safetensors.numpy import load_file
 
 from aomni_jax.audio.mel import log_mel_spectrogram, mel_filterbank, stft_magnitude
 from aomni_jax.config import MelConfig
-from aomni_jax.conversion.official import build_loaded, convert_head
+from aomni_jax.conversion.common import build_loaded
+from aomni_jax.conversion.official import convert_head
 from aomni_jax.models.conditioners import MelHead
-from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
+from aomni_jax.parity import CaseResult, compare, load_fixture, weights_path
 
 LOG_MEL_ATOL = 5e-4  # golden README: raw log-mel (log amplifies f32 error in near-silent bins)
 ATOL = 1e-4  # golden README: mel conditioner outputs (and the filterbank / |STFT| checks)
@@ -47,9 +48,7 @@ def _torch_layout(x: jax.Array) -> np.ndarray:
 
 def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   fixture_dir = pathlib.Path(fixture_dir)
-  manifest = read_manifest(fixture_dir)
-  with np.load(fixture_dir / "cases.npz") as npz:
-    arrays = {k: npz[k] for k in npz.files}
+  manifest, arrays = load_fixture(fixture_dir)
   cfg = config_from_manifest(manifest)
   results = [compare("mel_filterbank", mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels),
                      arrays["mel_filterbank"], atol=ATOL)]

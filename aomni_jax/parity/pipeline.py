@@ -24,7 +24,7 @@ from aomni_jax.models.conditioners import (ConditionerHeads, assemble, pack_qwen
                                            rms_norm_bf16)
 from aomni_jax.models.dit import DiTConditioning
 from aomni_jax.models.transcript import tokenize
-from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
+from aomni_jax.parity import CaseResult, compare, load_fixture, weights_path
 from aomni_jax.pipeline import (Pipeline, QwenPrompt, Request, build_inputs, from_state_dict,
                                 postprocess_int16)
 from aomni_jax.sampling import sample, velocity_fn
@@ -221,9 +221,7 @@ def _end_to_end(pipe: Pipeline, p: str, case: dict, requests: list[Request],
 def run(fixture_dir: pathlib.Path, cases: tuple[str, ...] | None = None) -> list[CaseResult]:
   """Every stage for every case of the fixture (or only the named `cases`)."""
   fixture_dir = pathlib.Path(fixture_dir)
-  manifest = read_manifest(fixture_dir)
-  with np.load(fixture_dir / "cases.npz") as npz:
-    arrays = {k: npz[k] for k in npz.files}
+  manifest, arrays = load_fixture(fixture_dir)
   cfg = config_from_manifest(manifest)
   results = []
   with jax.default_matmul_precision("highest"):

@@ -11,7 +11,8 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 from aomni_jax.config import SyncConfig
-from aomni_jax.conversion.official import build_loaded, convert_head
+from aomni_jax.conversion.common import build_loaded
+from aomni_jax.conversion.official import convert_head
 from aomni_jax.models.conditioners import SyncHead
 from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
 

@@ -11,10 +11,11 @@ from flax import nnx
 from safetensors.numpy import load_file
 
 from aomni_jax.config import TranscriptConfig
-from aomni_jax.conversion.official import build_loaded, convert_head
+from aomni_jax.conversion.common import build_loaded
+from aomni_jax.conversion.official import convert_head
 from aomni_jax.layers.norms import rms_norm
 from aomni_jax.models.transcript import TranscriptEncoder, tokenize
-from aomni_jax.parity import CaseResult, compare, read_manifest, weights_path
+from aomni_jax.parity import CaseResult, compare, load_fixture, weights_path
 from aomni_jax.text.frontend import text_to_symbols
 from aomni_jax.text.vocab import symbols_to_ids
 
@@ -78,9 +79,7 @@ def _stages(encoder: TranscriptEncoder, ids: jax.Array,
 
 def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
   fixture_dir = pathlib.Path(fixture_dir)
-  manifest = read_manifest(fixture_dir)
-  with np.load(fixture_dir / "cases.npz") as npz:
-    arrays = {k: npz[k] for k in npz.files}
+  manifest, arrays = load_fixture(fixture_dir)
   cfg = config_from_manifest(manifest)
   results = []
   with jax.default_matmul_precision("highest"):
