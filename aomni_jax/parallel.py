@@ -14,6 +14,7 @@ import math
 from typing import Any, Mapping
 
 import jax
+from jax.experimental import mesh_utils
 import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -78,12 +79,26 @@ def mesh_shape(cfg: MeshConfig, num_devices: int) -> tuple[int, ...]:
   return tuple(sizes)
 
 
-def make_mesh(cfg: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh:
-  """The (data, fsdp, tensor) mesh over all (or the given) devices, in auto-sharding mode."""
+def make_mesh(cfg: MeshConfig, devices: list[jax.Device] | None = None,
+              num_slices: int = 1) -> Mesh:
+  """The (data, fsdp, tensor) mesh over all (or the given) devices, in auto-sharding mode.
+
+  Across several TPU slices the data axis spans the slices (DCN); fsdp and tensor stay inside a
+  slice (ICI), where their collectives are cheap.
+  """
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(cfg, len(devices))
-  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+  axis_types = (AxisType.Auto,) * len(MESH_AXES)
+  if num_slices == 1:
+    return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+  data_axis = MESH_AXES.index("data")
+  if shape[data_axis] % num_slices:
+    raise ConfigError(f"mesh.data={shape[data_axis]} must be a multiple of the {num_slices} "
+                      "slices: the data axis is the one that spans slices")
+  dcn = tuple(num_slices if i == data_axis else 1 for i in range(len(shape)))
+  ici = tuple(s // d for s, d in zip(shape, dcn))
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+  return Mesh(grid, MESH_AXES, axis_types=axis_types)
 
 
 def _rule_table(rules: tuple[tuple[str, Any], ...]) -> dict[str, tuple[str, ...]]:

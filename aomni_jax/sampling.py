@@ -106,10 +106,11 @@ def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiT
   if steps < 1:
     raise ValueError(f"steps must be >= 1, got {steps}")
   guided = cond.cross_cond is not None and cfg_scale != 1.0
-  sigma = min(float(init_noise_level), 1.0)
-  start = noise if init_latents is None else (1.0 - sigma) * init_latents + sigma * noise
   if init_latents is None:
-    sigma = 1.0
+    start, sigma = noise, 1.0
+  else:
+    sigma = min(float(init_noise_level), 1.0)  # the official code clamps sigma_max to 1
+    start = (1.0 - sigma) * init_latents + sigma * noise
   return _sample(graphdef, state, start, cond, jnp.float32(cfg_scale), jnp.float32(cfg_rescale),
                  jnp.float32(sigma), steps=steps, guided=guided, cached_context=cached_context)
 

@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -78,41 +79,27 @@ def peak_memory_gib() -> float:
   return stats.get("peak_bytes_in_use", 0) / 2**30
 
 
-def bench_inference(cfg: DiTConfig, shape: dict, clips: int, steps: int, cached: bool,
-                    repeats: int) -> dict:
+def make_generation(cfg: DiTConfig, shape: dict, clips: int, steps: int,
+                    cached: bool) -> Callable[[float], jax.Array]:
+  """A random-weight model and inputs; returns run(cfg_scale) → latents (blocks until done)."""
   graphdef, state = random_params(cfg)
   cond = conditioning(jax.random.key(1), clips, shape, cfg)
   noise = jax.random.normal(jax.random.key(2), (clips, shape["latent"], cfg.io_channels))
-  run = lambda scale: jax.block_until_ready(sample(graphdef, state, noise, cond, steps=steps,
-                                                   cfg_scale=scale, cached_context=cached))
-  start = time.perf_counter()
-  out = run(7.0)
-  compile_s = time.perf_counter() - start
-  times = []
-  for i in range(repeats):
-    start = time.perf_counter()
-    out = run(7.0 - 0.5 * i)  # a new scale each time: no recompilation
-    times.append(time.perf_counter() - start)
-  assert np.all(np.isfinite(np.asarray(out, np.float32))), "non-finite latents"
-  total = statistics.median(times)
-  flops = 2 * clips * steps * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
-  tag = "" if cfg.scan_layers else " unrolled"
-  return dict(kind="generate", tag=tag, clips=clips, steps=steps, path="cached" if cached else "plain",
-              total_s=total, per_clip_s=total / clips, step_ms=1e3 * total / steps,
-              compile_s=compile_s, tflops=flops / total / 1e12,
-              mfu=flops / total / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
+  return lambda scale: jax.block_until_ready(sample(graphdef, state, noise, cond, steps=steps,
+                                                    cfg_scale=scale, cached_context=cached))
 
 
-def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int,
-                cast_once: bool = False) -> dict:
+def make_train_step(cfg: DiTConfig, shape: dict, batch: int,
+                    cast_once: bool = False) -> Callable[[jax.Array], jax.Array]:
   """DiT-only step: rectified-flow loss, fp32 master weights, bf16 compute, AdamW, donated.
 
+  Returns run(key) → loss (blocks until done); the state lives in the closure.
   `cast_once`: cast the matrices to bf16 once per step, before the layer scan, instead of per
   layer (forward and backward); gradients still flow back to the fp32 masters.
   """
   graphdef, params = random_params(cfg)
   tx = optax.adamw(1e-5, weight_decay=1e-3)
-  opt_state = jax.jit(tx.init)(params)
+  state = [params, jax.jit(tx.init)(params)]
   cond = conditioning(jax.random.key(1), batch, shape, cfg)
   x0 = jax.random.normal(jax.random.key(2), (batch, shape["latent"], cfg.io_channels))
   flow_cfg = FlowConfig(cfg_dropout_prob=0.1)
@@ -130,14 +117,46 @@ def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int,
     return optax.apply_updates(params, updates), opt_state, loss
 
   step = jax.jit(step, donate_argnums=(0, 1))
+
+  def run(key: jax.Array) -> jax.Array:
+    state[0], state[1], loss = jax.block_until_ready(step(*state, key))
+    return loss
+
+  return run
+
+
+def _timed(fn: Callable, args: list) -> tuple[float, list[float], object]:
+  """(first-call seconds, seconds of each later call, last result)."""
   start = time.perf_counter()
-  params, opt_state, loss = jax.block_until_ready(step(params, opt_state, jax.random.key(0)))
-  compile_s = time.perf_counter() - start
+  out = fn(args[0])
+  first = time.perf_counter() - start
   times = []
-  for i in range(repeats):
+  for arg in args[1:]:
     start = time.perf_counter()
-    params, opt_state, loss = jax.block_until_ready(step(params, opt_state, jax.random.key(i)))
+    out = fn(arg)
     times.append(time.perf_counter() - start)
+  return first, times, out
+
+
+def bench_inference(cfg: DiTConfig, shape: dict, clips: int, steps: int, cached: bool,
+                    repeats: int) -> dict:
+  run = make_generation(cfg, shape, clips, steps, cached)
+  # a new scale each call: no recompilation
+  compile_s, times, out = _timed(run, [7.0 - 0.5 * i for i in range(repeats + 1)])
+  assert np.all(np.isfinite(np.asarray(out, np.float32))), "non-finite latents"
+  total = statistics.median(times)
+  flops = 2 * clips * steps * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
+  tag = "" if cfg.scan_layers else " unrolled"
+  return dict(kind="generate", tag=tag, clips=clips, steps=steps, path="cached" if cached else "plain",
+              total_s=total, per_clip_s=total / clips, step_ms=1e3 * total / steps,
+              compile_s=compile_s, tflops=flops / total / 1e12,
+              mfu=flops / total / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
+
+
+def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int,
+                cast_once: bool = False) -> dict:
+  run = make_train_step(cfg, shape, batch, cast_once)
+  compile_s, times, loss = _timed(run, [jax.random.key(i) for i in range(repeats + 1)])
   assert np.isfinite(float(loss)), "non-finite loss"
   ms = 1e3 * statistics.median(times)
   flops = 3 * batch * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
@@ -145,6 +164,18 @@ def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int,
   return dict(kind="train", tag=tag, batch=batch, remat=cfg.remat, step_ms=ms, compile_s=compile_s,
               tflops=flops / ms * 1e3 / 1e12,
               mfu=flops / ms * 1e3 / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
+
+
+def base_config(tiny: bool, overrides: list[str]) -> tuple[DiTConfig, dict]:
+  """(DiT config, sequence shape): the real size or a CPU-sized model, plus `KEY=VALUE` overrides."""
+  if tiny:
+    base, shape = DiTConfig(io_channels=8, embed_dim=64, depth=2, num_heads=2,
+                            cond_token_dim=16, global_cond_dim=16), TINY
+  else:
+    base, shape = DiTConfig(), FULL
+  base = apply_overrides(Config(model=ModelConfig(dit=base)),
+                         [f"dit.{kv}" for kv in overrides]).model.dit
+  return base, shape
 
 
 def print_table(rows: list[dict]) -> None:
@@ -183,14 +214,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="DiTConfig overrides, e.g. scan_layers=False")
   parser.add_argument("--json", default=None, help="also write the rows here")
   args = parser.parse_args(argv)
+  base, shape = base_config(args.tiny, args.dit)
+  repeats = 1 if args.tiny else 3
   if args.tiny:
-    base, shape, repeats = DiTConfig(io_channels=8, embed_dim=64, depth=2, num_heads=2,
-                                     cond_token_dim=16, global_cond_dim=16), TINY, 1
     args.steps = min(args.steps, 4)
-  else:
-    base, shape, repeats = DiTConfig(), FULL, 3
-  base = apply_overrides(Config(model=ModelConfig(dit=base)),
-                         [f"dit.{kv}" for kv in args.dit]).model.dit
   attention = args.attention or ("xla" if args.tiny else "cudnn")
   rows = []
 

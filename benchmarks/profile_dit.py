@@ -19,15 +19,10 @@ import sys
 import tempfile
 
 import jax
-import optax
-from flax import nnx
 
 sys.path.insert(0, os.path.dirname(__file__))
 import dit as bench  # noqa: E402  (benchmarks/dit.py: model init and inputs)
 
-from aomni_jax import flow  # noqa: E402
-from aomni_jax.config import Config, FlowConfig, ModelConfig, apply_overrides  # noqa: E402
-from aomni_jax.sampling import sample  # noqa: E402
 
 CATEGORIES = (("attention", ("fmha", "flash", "cudnn", "sdpa", "attention")),
               ("gemm", ("gemm", "nvjet", "cutlass", "cublas", "matmul", "sm90_xmma", "dot")),
@@ -87,51 +82,27 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--remat", default="dots_no_batch")
   parser.add_argument("--dit", nargs="*", default=[], metavar="KEY=VALUE")
   args = parser.parse_args(argv)
-  base, shape = (bench.DiTConfig(io_channels=8, embed_dim=64, depth=2, num_heads=2,
-                                 cond_token_dim=16, global_cond_dim=16), bench.TINY) \
-      if args.tiny else (bench.DiTConfig(), bench.FULL)
-  base = apply_overrides(Config(model=ModelConfig(dit=base)),
-                         [f"dit.{kv}" for kv in args.dit]).model.dit
+  base, shape = bench.base_config(args.tiny, args.dit)
   attention = "xla" if args.tiny else "cudnn"
 
   if "generate" in args.what:
     cfg = dataclasses.replace(base, dtype="bfloat16", param_dtype="bfloat16", attention=attention)
-    graphdef, state = bench.random_params(cfg)
-    cond = bench.conditioning(jax.random.key(1), args.clips, shape, cfg)
-    noise = jax.random.normal(jax.random.key(2), (args.clips, shape["latent"], cfg.io_channels))
-    run = lambda: jax.block_until_ready(sample(graphdef, state, noise, cond, steps=args.steps,
-                                               cfg_scale=7.0))
-    run()
+    run = bench.make_generation(cfg, shape, args.clips, args.steps, cached=True)
+    run(7.0)
     with tempfile.TemporaryDirectory() as trace_dir:
       with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-        run()
+        run(7.0)
       report(f"generate {args.clips} clip(s), cached context", trace_dir, args.steps, "CFG step")
-    del state
+    del run
 
   if "train" in args.what:
     cfg = dataclasses.replace(base, dtype="bfloat16", param_dtype="float32", attention=attention,
                               remat=args.remat)
-    graphdef, params = bench.random_params(cfg)
-    tx = optax.adamw(1e-5, weight_decay=1e-3)
-    opt_state = jax.jit(tx.init)(params)
-    cond = bench.conditioning(jax.random.key(1), args.train_batch, shape, cfg)
-    x0 = jax.random.normal(jax.random.key(2), (args.train_batch, shape["latent"],
-                                                cfg.io_channels))
-
-    def step(params, opt_state, key):
-      def loss_fn(p):
-        model = nnx.merge(graphdef, p)
-        return flow.rectified_flow_loss(lambda x, t, c: model(x, t, *c), x0, cond, key,
-                                        FlowConfig())[0]
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return optax.apply_updates(params, updates), opt_state, loss
-
-    step = jax.jit(step, donate_argnums=(0, 1))
-    params, opt_state, _ = jax.block_until_ready(step(params, opt_state, jax.random.key(0)))
+    run = bench.make_train_step(cfg, shape, args.train_batch)
+    run(jax.random.key(0))
     with tempfile.TemporaryDirectory() as trace_dir:
       with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-        params, opt_state, _ = jax.block_until_ready(step(params, opt_state, jax.random.key(1)))
+        run(jax.random.key(1))
       report(f"train step batch {args.train_batch} remat {args.remat}", trace_dir, 1, "step")
   return 0
 

@@ -83,3 +83,8 @@ def test_full_size_state_is_sufficiently_sharded():
                                         config.mesh.replication_tolerance)
   assert fraction < 0.02
   assert state_lib.parameter_count(spec.abstract.params["dit"]) == 3_037_311_104  # official_spec §8
+
+
+def test_multislice_mesh_needs_the_data_axis_to_span_the_slices():
+  with pytest.raises(ConfigError, match="multiple of the 2 slices"):
+    parallel.make_mesh(MeshConfig(data=1, fsdp=-1), jax.devices(), num_slices=2)

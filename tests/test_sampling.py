@@ -55,6 +55,18 @@ def test_unguided_when_scale_is_one_equals_conditional_euler(tiny):
   np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
 
+def test_variation_mode_runs_from_sigma_to_zero(tiny):
+  (graphdef, state), x, cond = tiny
+  init = jnp.ones_like(x)
+  full = sampling.sample(graphdef, state, x, cond, steps=3, cfg_scale=4.0)
+  np.testing.assert_allclose(sampling.sample(graphdef, state, x, cond, steps=3, cfg_scale=4.0,
+                                             init_latents=init, init_noise_level=1.0),
+                             full, atol=1e-6)
+  unchanged = sampling.sample(graphdef, state, x, cond, steps=3, cfg_scale=4.0,
+                              init_latents=init, init_noise_level=0.0)
+  np.testing.assert_array_equal(unchanged, init)
+
+
 def test_cfg_rescale_matches_the_official_formula():
   rng = np.random.default_rng(0)
   v_c, v_u = rng.normal(size=(2, 5, 4)), rng.normal(size=(2, 5, 4))

@@ -25,8 +25,7 @@ import time
 from typing import Sequence
 
 import jax
-from jax.experimental import mesh_utils, topologies
-from jax.sharding import AxisType, Mesh
+from jax.experimental import topologies
 
 from aomni_jax import parallel
 from aomni_jax.config import Config, ConfigError, apply_overrides, load_config
@@ -59,21 +58,6 @@ def abstract_devices(tpu: TpuSlice, num_slices: int = 1) -> list:
     raise SliceError(f"libtpu returned {len(devices)} devices for {tpu.name} x{num_slices}; "
                      f"expected {expected} (one per chip)")
   return devices
-
-
-def build_mesh(config: Config, devices: list, num_slices: int) -> Mesh:
-  """The config's mesh; across slices the data axis spans DCN, fsdp and tensor stay in a slice."""
-  if num_slices == 1:
-    return parallel.make_mesh(config.mesh, devices)
-  shape = parallel.mesh_shape(config.mesh, len(devices))
-  data_axis = parallel.MESH_AXES.index("data")
-  if shape[data_axis] % num_slices:
-    raise ConfigError(f"mesh.data={shape[data_axis]} must be a multiple of --num_slices "
-                      f"{num_slices}: the data axis is the one that spans slices")
-  dcn = tuple(num_slices if i == data_axis else 1 for i in range(len(shape)))
-  ici = tuple(s // d for s, d in zip(shape, dcn))
-  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
-  return Mesh(grid, parallel.MESH_AXES, axis_types=(AxisType.Auto,) * len(shape))
 
 
 def collective_counts(hlo_text: str) -> dict[str, int]:
@@ -148,7 +132,7 @@ def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
   devices = abstract_devices(tpu, num_slices)
   global_batch = batch_per_chip * len(devices)
   config = apply_overrides(config, [f"train.batch_size={global_batch}"])
-  mesh = build_mesh(config, devices, num_slices)
+  mesh = parallel.make_mesh(config.mesh, devices, num_slices)
   batch_shapes = step_batch_shapes(config, global_batch)
   step = build_train_step(config, mesh, batch_shapes)
   params = step.spec.abstract.params

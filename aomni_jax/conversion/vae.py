@@ -11,8 +11,6 @@ import dataclasses
 import functools
 from typing import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -115,14 +113,6 @@ def convert_vae(state_dict: Mapping[str, np.ndarray], cfg: VAEConfig,
                         prefix=prefix, what="VAE checkpoint")
 
 
-def vae_from_arrays(cfg: VAEConfig, arrays: Mapping[common.Path, np.ndarray]) -> OobleckVAE:
-  """An OobleckVAE holding `arrays` (our paths), built without random initialisation."""
-  model = nnx.eval_shape(lambda: OobleckVAE(cfg, rngs=nnx.Rngs(0)))
-  common.load_into(model, arrays)
-  nnx.update(model, jax.tree.map(jnp.asarray, nnx.state(model)))  # device arrays, not numpy
-  return model
-
-
 def random_vae(cfg: VAEConfig, seed: int = 0) -> OobleckVAE:
   """A VAE with random weights of the golden fixtures' statistics, for tests and benchmarks.
 
@@ -137,10 +127,11 @@ def random_vae(cfg: VAEConfig, seed: int = 0) -> OobleckVAE:
     else:
       std = 0.1 if path[-1] == "bias" else 0.2
     arrays[path] = rng.standard_normal(shape, np.float32) * np.float32(std)
-  return vae_from_arrays(cfg, arrays)
+  return common.build_loaded(lambda: OobleckVAE(cfg, rngs=nnx.Rngs(0)), arrays)
 
 
 def load_vae(state_dict: Mapping[str, np.ndarray], cfg: VAEConfig,
              prefix: str = PREFIX) -> OobleckVAE:
   """Builds an OobleckVAE holding the converted official weights."""
-  return vae_from_arrays(cfg, convert_vae(state_dict, cfg, prefix))
+  return common.build_loaded(lambda: OobleckVAE(cfg, rngs=nnx.Rngs(0)),
+                             convert_vae(state_dict, cfg, prefix))

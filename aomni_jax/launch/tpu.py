@@ -11,8 +11,10 @@ worker blocks forever in JAX's distributed initialisation waiting for the others
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
+import tempfile
 from typing import Mapping, Sequence
 
 from aomni_jax.launch.slices import TpuSlice
@@ -171,10 +173,16 @@ def bootstrap_script(*, git_url: str | None = None, git_ref: str = "main") -> st
   ])
 
 
+def default_tarball_path() -> str:
+  """Where the source tarball is staged before `scp`: this machine's temp directory."""
+  return os.path.join(tempfile.gettempdir(), SOURCE_TARBALL)
+
+
 def setup_commands(target: TpuTarget, *, repo_dir: str = ".", git_url: str | None = None,
-                   git_ref: str = "main", local_tarball: str = f"/tmp/{SOURCE_TARBALL}"
+                   git_ref: str = "main", local_tarball: str | None = None
                    ) -> list[list[str]]:
   """Copy (or clone) the project to every worker and install it there."""
+  local_tarball = local_tarball or default_tarball_path()
   if git_url is not None and not re.fullmatch(r"(https://|git@|ssh://)\S+", git_url):
     raise LaunchError(f"--git-url {git_url!r}: expected an https://, ssh:// or git@ URL")
   commands = []

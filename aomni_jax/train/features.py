@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 from aomni_jax import parallel
 from aomni_jax.config import Config
 from aomni_jax.data import templates
+from aomni_jax.layers.embeddings import sinusoidal_table
 
 _log = logging.getLogger(__name__)
 _TEXT_SEED = 20251122  # fixed: the stand-in text embedding must be the same in every run
@@ -52,9 +53,7 @@ def step_batch_shapes(config: Config, batch_size: int) -> dict[str, jax.ShapeDty
 @functools.cache
 def _text_tables(length: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
   table = np.random.default_rng(_TEXT_SEED).standard_normal((256, dim)).astype(np.float32)
-  positions = np.arange(length)[:, None] / (10000.0 ** (np.arange(dim)[None, :] / dim))
-  position_table = np.where(np.arange(dim) % 2 == 0, np.sin(positions), np.cos(positions))
-  return table, position_table.astype(np.float32)
+  return table, np.asarray(sinusoidal_table(dim, length), np.float32)
 
 
 def hashed_text_features(texts: list[str], length: int, dim: int) -> tuple[np.ndarray,
@@ -75,16 +74,9 @@ def hashed_text_features(texts: list[str], length: int, dim: int) -> tuple[np.nd
 
 
 def transcript_inputs(texts: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-  """(ids, has_transcript) for the transcript encoder; "" = no transcript.
-
-  Rows without a transcript get one non-filler id. The encoder replaces those rows by its empty
-  feature, so the forward value is unchanged, but an all-filler row would put every GRN norm at
-  sqrt(0), whose gradient is NaN even though the row is discarded.
-  """
+  """(ids, has_transcript) for the transcript encoder; "" = no transcript."""
   from aomni_jax.models.transcript import tokenize  # pylint: disable=g-import-not-at-top
-  ids, has_text = tokenize([t if t else None for t in texts], seq_len)
-  ids[~has_text, 0] = 1
-  return ids, has_text
+  return tokenize([t if t else None for t in texts], seq_len)
 
 
 def fit_length(audio: np.ndarray, length: int) -> np.ndarray:

@@ -72,12 +72,13 @@ def test_multislice_mesh_puts_the_data_axis_across_slices():
   from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
   from aomni_jax.launch.slices import parse_slice  # pylint: disable=g-import-not-at-top
   devices = aot.abstract_devices(parse_slice("v5e-16"), num_slices=2)
-  mesh = aot.build_mesh(load_config(CONFIG[1], ["mesh.data=2"]), devices, num_slices=2)
+  from aomni_jax import parallel  # pylint: disable=g-import-not-at-top
+  mesh = parallel.make_mesh(load_config(CONFIG[1], ["mesh.data=2"]).mesh, devices, num_slices=2)
   assert dict(mesh.shape) == {"data": 2, "fsdp": 16, "tensor": 1}
   slices = [{d.slice_index for d in mesh.devices[i].flat} for i in range(2)]
   assert len(slices[0]) == len(slices[1]) == 1 and slices[0] != slices[1]
-  with pytest.raises(aot.ConfigError, match="multiple of --num_slices"):
-    aot.build_mesh(load_config(CONFIG[1], ["mesh.data=1"]), devices, num_slices=2)
+  with pytest.raises(aot.ConfigError, match="multiple of the 2 slices"):
+    parallel.make_mesh(load_config(CONFIG[1], ["mesh.data=1"]).mesh, devices, num_slices=2)
 
 
 def test_global_batch_tensors_flag_lost_batch_sharding():

@@ -57,10 +57,10 @@ def test_create_queued_single_slice_reserved_v5e():
 
 def test_setup_copies_the_tree_and_installs_on_every_worker():
   tar, scp, ssh = commands("setup", *TARGET, "--repo-dir", "/src/aomni")
-  assert tar[:3] == ["tar", "-czf", "/tmp/aomni_jax_src.tar.gz"] and tar[-3:] == [
+  assert tar[:3] == ["tar", "-czf", tpu.default_tarball_path()] and tar[-3:] == [
       "-C", "/src/aomni", "."]
   assert "--exclude=.git" in tar and "--exclude=runs" in tar
-  assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", "/tmp/aomni_jax_src.tar.gz",
+  assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", tpu.default_tarball_path(),
                  "aomni-a:aomni_jax_src.tar.gz", "--zone=us-east5-a", "--worker=all"]
   assert ssh[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "aomni-a",
                      "--zone=us-east5-a", "--worker=all"]
@@ -130,7 +130,7 @@ def test_target_from_environment(monkeypatch):
     (["logs", *TARGET, "--run-name", "r", "--worker", "8"], tpu.LaunchError,
      r"v5p-64 has 8 worker\(s\) \(0..7\); \[8\] out of range"),
     (["logs", *QUEUED, "--run-name", "r", "--node", "2"], tpu.LaunchError, "slice index"),
-    (["run", *TARGET, "--run-name", "r", "--workdir", "/tmp/runs", "--", "x"], tpu.LaunchError,
+    (["run", *TARGET, "--run-name", "r", "--workdir", "runs/r", "--", "x"], tpu.LaunchError,
      "must share one checkpoint directory"),
     (["run", *TARGET, "--run-name", "r", "--workdir", "gs://bkt"], tpu.LaunchError,
      "missing command"),
