@@ -4,7 +4,8 @@ JAX runs one process per host (it drives all local GPUs) or one per GPU. Either 
 calls `jax.distributed.initialize` with the same coordinator (process 0's host:port), the process
 count and its own id; this module hands those over as environment variables:
 `JAX_COORDINATOR_ADDRESS` and `JAX_LOCAL_DEVICE_IDS` (which jax reads itself) and
-`JAX_NUM_PROCESSES` / `JAX_PROCESS_ID` (which `aomni_jax.parallel` passes to it).
+`JAX_NUM_PROCESSES` / `JAX_PROCESS_ID`, which `aomni_jax.parallel.initialize_distributed` reads
+and passes to it (every aomni command that starts JAX calls it first), so the job needs no flags.
 Under SLURM or Open MPI none of this is needed: jax detects those launchers on its own.
 """
 
