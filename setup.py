@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+GCS = ["gcsfs>=2024.2"]
+
 setup(
     name="aomni_jax",
     version="0.1.0",
@@ -38,8 +40,10 @@ setup(
         "pyloudnorm>=0.1.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
-        "tpu": ["jax[tpu]==0.10.2"],
+        # gs:// paths (etils.epath, Orbax, the jax compilation cache) go through fsspec's gcsfs.
+        "gcs": GCS,
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", *GCS],
+        "tpu": ["jax[tpu]==0.10.2", *GCS],
     },
     entry_points={
         "console_scripts": [
