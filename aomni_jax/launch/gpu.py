@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Mapping, Sequence
 
+from aomni_jax.cli.errors import UserError
+
 MODES = ("host", "gpu")  # one process per host, or one per GPU
 
 # Always set: NVLink multicast (NVLS) stays off in NCCL, NVSHMEM and PyTorch. On shared GPU hosts
@@ -36,7 +38,7 @@ DEFAULT_ENV = {
 _HOST_RE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?")
 
 
-class GpuLaunchError(ValueError):
+class GpuLaunchError(UserError, ValueError):
   """An inconsistent node/process description."""
 
 
