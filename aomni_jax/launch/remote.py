@@ -36,6 +36,8 @@ EXIT_RUN_IS_LIVE = 3
 # `kill -0` is not enough: an exited job stays a zombie until its parent reaps it.
 _ALIVE = ("alive() { ps -e -o pid=,pgid=,stat= | awk -v g=\"$1\" "
           "'($1 == g || $2 == g) && $3 !~ /^Z/ {found = 1} END {exit !found}'; }")
+# `running P`: whether process P itself is running (not exited, not a zombie).
+_RUNNING = "running() { ps -o stat= -p \"$1\" | grep -qv '^Z'; }"
 # Root on the workers without a password prompt when there is sudo (chips held by another user).
 _SUDO = 'SUDO=""; if [ "$(id -u)" != 0 ] && sudo -n true 2>/dev/null; then SUDO="sudo -n"; fi'
 
@@ -53,14 +55,13 @@ def refuse_live_runs_script() -> str:
           f'exit {EXIT_RUN_IS_LIVE}; fi; rm -f "$pidfile"; done')
 
 
-def free_chips_script(devices: Sequence[str] = CHIP_DEVICES,
-                      lockfile: str = LIBTPU_LOCKFILE) -> str:
-  """Kills whatever still holds the TPU chips and removes libtpu's lockfile.
+def free_chips_script() -> str:
+  """Kills whatever still holds the TPU chips (CHIP_DEVICES) and removes LIBTPU_LOCKFILE.
 
   Without this a killed or orphaned job keeps the chips and the next start fails with "TPU
   already in use". Runs only after `refuse_live_runs_script`, so it never hits a recorded job.
   """
-  globs = " ".join(devices)
+  globs, lockfile = " ".join(CHIP_DEVICES), LIBTPU_LOCKFILE
   return "; ".join([
       _SUDO,
       f"holders=$($SUDO lsof -t {globs} 2>/dev/null | sort -u | tr '\\n' ' ')",
@@ -121,31 +122,32 @@ def run_script(run_name: str, command: Sequence[str], env: Mapping[str, str], *,
                attach: bool = False, startup_s: int = 15) -> str:
   """Starts the job on this worker, after refusing a live run and freeing the chips.
 
-  Detached: `nohup setsid`, output to the log, pid recorded; then watches the first
-  `startup_s` seconds and fails with the log tail when the job dies in them (a bad flag, a
-  missing file, chips in use) instead of printing "started". Attached: streams the output,
-  records the pid (so `stop` works from another terminal) and exits with the job's code.
+  Either way the job runs under `nohup setsid` with its output in the log and its pid
+  recorded. Detached: watches the first `startup_s` seconds and fails with the log tail when
+  the job dies in them (a bad flag, a missing file, chips in use) instead of printing
+  "started". Attached: streams the log, passes a hang-up or Ctrl-C on as SIGTERM, and exits
+  with the job's code; `stop` works from another terminal too.
   """
   log, pidfile = _runs_path(run_name, "log"), _runs_path(run_name, "pid")
-  program = shlex.join(command)
-  head = ["set -e", _ALIVE, f"mkdir -p $HOME/{RUNS_DIR}", refuse_live_runs_script(),
-          free_chips_script(), _job_prefix(env)]
+  head = ["set -e", _ALIVE, _RUNNING, f"mkdir -p $HOME/{RUNS_DIR}", refuse_live_runs_script(),
+          free_chips_script(), _job_prefix(env),
+          f"nohup setsid {shlex.join(command)} > {log} 2>&1 < /dev/null & pid=$!",
+          f"echo $pid > {pidfile}"]
   if attach:
     body = [
-        f"setsid {program} > >(tee {log}) 2>&1 < /dev/null & pid=$!",
-        f"echo $pid > {pidfile}",
+        f"tail -n +1 -f --pid=$pid {log} & tailer=$!",
         'trap \'kill -TERM -- -$pid 2>/dev/null\' HUP INT TERM',  # ends with this session
-        'while :; do rc=0; wait $pid || rc=$?; alive $pid || break; done',
+        # A trapped signal interrupts `wait`; wait again until the job itself has exited.
+        "while :; do rc=0; wait $pid || rc=$?; kill -0 $pid 2>/dev/null || break; done",
+        "wait $tailer || true",
         f"rm -f {pidfile}",
         f'echo "{run_name} exited with code $rc on $(hostname)"',
         "exit $rc",
     ]
   else:
     body = [
-        f"nohup setsid {program} > {log} 2>&1 < /dev/null & pid=$!",
-        f"echo $pid > {pidfile}",
-        f"for _ in $(seq {int(startup_s)}); do sleep 1; alive $pid || break; done",
-        f'if alive $pid; then echo "started {run_name} on $(hostname): process group $pid, '
+        f"for _ in $(seq {int(startup_s)}); do sleep 1; running $pid || break; done",
+        f'if running $pid; then echo "started {run_name} on $(hostname): process group $pid, '
         f'log {log}"; exit 0; fi',
         f"rc=0; wait $pid || rc=$?; rm -f {pidfile}",
         f'if [ $rc = 0 ]; then echo "{run_name} finished (exit 0) within {int(startup_s)}s on '
