@@ -69,7 +69,7 @@ def free_chips_script() -> str:
       'process(es) $holders"; $SUDO kill -9 $holders 2>/dev/null || true; '
       f'for _ in $(seq 50); do [ -z "$($SUDO lsof -t {globs} 2>/dev/null)" ] && break; '
       "sleep 0.2; done; fi",
-      f"$SUDO rm -f {shlex.quote(lockfile)}",
+      f"$SUDO rm -f {lockfile}",
   ])
 
 
@@ -131,7 +131,8 @@ def run_script(run_name: str, command: Sequence[str], env: Mapping[str, str], *,
   log, pidfile = _runs_path(run_name, "log"), _runs_path(run_name, "pid")
   head = ["set -e", _ALIVE, _RUNNING, f"mkdir -p $HOME/{RUNS_DIR}", refuse_live_runs_script(),
           free_chips_script(), _job_prefix(env),
-          f"nohup setsid {shlex.join(command)} > {log} 2>&1 < /dev/null & pid=$!",
+          f": > {log}",  # exists before `tail` looks for it
+          f"nohup setsid {shlex.join(command)} >> {log} 2>&1 < /dev/null & pid=$!",
           f"echo $pid > {pidfile}"]
   if attach:
     body = [

@@ -97,11 +97,10 @@ class Workers:
 
 @pytest.fixture
 def workers(tmp_path, monkeypatch):
-  # This machine's real chips and lockfile stay untouched: fake ones under tmp_path.
-  monkeypatch.setattr(remote, "CHIP_DEVICES", (str(tmp_path / "dev" / "accel*"),))
-  monkeypatch.setattr(remote, "LIBTPU_LOCKFILE", str(tmp_path / "libtpu_lockfile"))
+  # This machine's real chips and lockfile stay untouched: each worker has fake ones.
+  monkeypatch.setattr(remote, "CHIP_DEVICES", ("$HOME/dev/accel*",))
+  monkeypatch.setattr(remote, "LIBTPU_LOCKFILE", "$HOME/libtpu_lockfile")
   monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where setup stages the tarball
-  (tmp_path / "dev").mkdir()
   return Workers(tmp_path)
 
 
@@ -170,15 +169,18 @@ def test_setup_run_stop_run_on_two_workers(workers, tmp_path):
     (home / "worker.pid").unlink()
 
   # An orphan of an earlier job still holds worker 0's chips: the next run frees them.
-  chip = tmp_path / "dev" / "accel0"
-  chip.write_text("")
-  with chip.open() as held:
+  home0 = workers.homes[0]
+  (home0 / "dev").mkdir()
+  (home0 / "dev" / "accel0").write_text("")
+  with (home0 / "dev" / "accel0").open() as held:
     orphan = subprocess.Popen(["sleep", "600"], stdin=held)
-  (tmp_path / "libtpu_lockfile").write_text("")
+  (home0 / "libtpu_lockfile").write_text("")
   results = _run(workers, "r1", "train")
   assert all(r.returncode == 0 and "started r1" in r.stdout for r in results), results
-  assert f"freeing the TPU chips on" in results[0].stdout and str(orphan.pid) in results[0].stdout
-  assert orphan.wait(timeout=10) == -9 and not (tmp_path / "libtpu_lockfile").exists()
+  assert results[0].stdout.startswith("freeing the TPU chips on") and (
+      f"killing process(es) {orphan.pid}" in results[0].stdout)
+  assert "freeing" not in results[1].stdout
+  assert orphan.wait(timeout=10) == -9 and not (home0 / "libtpu_lockfile").exists()
   second = [workers.job_and_data_worker(home, "r1") for home in workers.homes]
   for result in workers.ssh("stop", *TARGET, "--run-name", "r1", "--timeout-s", "20"):
     assert result.returncode == 0, result

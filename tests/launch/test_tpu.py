@@ -91,7 +91,7 @@ def test_run_env_workdir_and_placeholders():
   assert "AOMNI_WORKDIR=gs://bkt/runs/r1" in script
   assert "JAX_COORDINATOR_PORT=8476" in script and "FOO='a b'" in script
   assert ("nohup setsid aomni-train --config configs/audio_omni.py --set "
-          "train.workdir=gs://bkt/runs/r1 >") in script
+          "train.workdir=gs://bkt/runs/r1 >>") in script
   subprocess.run(["bash", "-n", "-c", script], check=True)
 
 
