@@ -230,8 +230,11 @@ def gpu_plan(args: argparse.Namespace) -> list[tuple[dict[str, str], list[str]]]
   if not gpus:
     raise gpu.GpuLaunchError("no GPU count: pass --gpus-per-node (or GPUS_PER_NODE); "
                              "nvidia-smi found none")
+  coordinator = args.coordinator
+  if not coordinator and args.nnodes == 1 and args.mode == "gpu" and gpus > 1:
+    coordinator = gpu.local_coordinator()
   job = gpu.GpuJob(nnodes=args.nnodes, node_rank=args.node_rank, gpus_per_node=gpus,
-                   coordinator=args.coordinator, mode=args.mode)
+                   coordinator=coordinator, mode=args.mode)
   plan = []
   for env in gpu.process_environments(job):
     values = {"process_id": env.get("JAX_PROCESS_ID", "0"),

@@ -16,6 +16,7 @@ import ipaddress
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +106,13 @@ def _is_loopback(host: str) -> bool:
     return ipaddress.ip_address(host).is_loopback
   except ValueError:
     return False
+
+
+def local_coordinator() -> str:
+  """A free port on this host, for the processes of a one-node job to meet at."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return f"127.0.0.1:{probe.getsockname()[1]}"
 
 
 def process_environments(job: GpuJob, base: Mapping[str, str] | None = None

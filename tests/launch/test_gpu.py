@@ -83,6 +83,15 @@ def test_missing_command_and_gpu_count(monkeypatch):
     plan("--", "x")
 
 
+def test_one_node_per_gpu_gets_a_local_coordinator():
+  processes = plan("--gpus-per-node", "2", "--mode", "gpu", "--", "x")
+  addresses = {env["JAX_COORDINATOR_ADDRESS"] for env, _ in processes}
+  [address] = addresses
+  host, port = address.rsplit(":", 1)
+  assert host == "127.0.0.1" and 0 < int(port) < 65536
+  assert [env["JAX_PROCESS_ID"] for env, _ in processes] == ["0", "1"]
+
+
 def test_single_host_per_gpu_allows_loopback_coordinator():
   processes = plan("--gpus-per-node", "2", "--mode", "gpu", "--coordinator", "localhost:1234",
                    "--", "x")
