@@ -1,11 +1,12 @@
 """`aomni-launch tpu|gpu ...`: start training on Cloud TPU VMs or GPU hosts.
 
-    aomni-launch tpu create --name N --zone Z --slice v5p-64 [--queued --num-slices 2] [--provisioning P]
-    aomni-launch tpu setup    ... [--git-url URL --git-ref REF]     # uv, Python 3.12, constraints.txt
-    aomni-launch tpu check    ...                                   # versions + devices per worker
-    aomni-launch tpu run      ... --run-name R --workdir gs://bucket/runs -- aomni-train --config C
+    aomni-launch tpu create --name N --zone Z --slice v5p-64 [--queued --num-slices 2]
+                            [--provisioning spot|reserved|best-effort]
+    aomni-launch tpu setup  ... [--git-url URL --git-ref REF]   # uv, Python 3.12, constraints.txt
+    aomni-launch tpu check  ...                                 # versions + devices per worker
+    aomni-launch tpu run    ... --run-name R --workdir gs://bucket/runs -- aomni-train --config C
     aomni-launch tpu logs|stop --run-name R;  aomni-launch tpu status|teardown
-    aomni-launch gpu --nnodes 2 --node-rank 0 --coordinator 10.0.0.2:1234 [--mode gpu] -- aomni-train ...
+    aomni-launch gpu --nnodes 2 --node-rank 0 --coordinator 10.0.0.2:1234 [--mode gpu] -- CMD
 
 Every TPU subcommand validates its arguments first and prints the gcloud commands it runs;
 `--dry-run` only prints them. The TPU target flags default to AOMNI_TPU_NAME, AOMNI_TPU_ZONE,

@@ -93,7 +93,7 @@ def bootstrap_script(*, git_url: str | None = None, git_ref: str = "main") -> st
       f"mkdir -p $HOME/{RUNS_DIR}",
       refuse_live_runs_script(),  # a running job would have its code replaced under it
       "cd $HOME",
-      f'if ! "{UV}" --version 2>/dev/null | grep -qx "uv {UV_VERSION}"; then '
+      f'if ! "{UV}" --version 2>/dev/null | grep -qE "^uv {UV_VERSION}( |$)"; then '
       f"python3 -m pip install --quiet --user uv=={UV_VERSION} || "
       f"curl -LsSf https://astral.sh/uv/{UV_VERSION}/install.sh | "
       "env UV_NO_MODIFY_PATH=1 sh; fi",

@@ -25,7 +25,7 @@ TARGET = ["--name", "aomni-a", "--zone", "us-east5-a", "--slice", "v4-32"]
 FAKE_UV = f"""#!/bin/bash
 echo "$*" >> "$HOME/uv.calls"
 case "$1" in
-  --version) echo "uv {remote.UV_VERSION}" ;;
+  --version) echo "uv {remote.UV_VERSION} (x86_64-unknown-linux-gnu)" ;;
   venv) mkdir -p "${{@: -1}}/bin" && ln -s {sys.executable} "${{@: -1}}/bin/python" ;;
 esac
 """

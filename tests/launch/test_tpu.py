@@ -77,7 +77,8 @@ def test_setup_git_on_queued_nodes():
                    "--git-ref", "v1")
   assert ssh[:9] == ["gcloud", "compute", "tpus", "queued-resources", "ssh", "aomni-q",
                      "--zone=us-east5-a", "--node=all", "--worker=all"]
-  assert "git clone --quiet --depth 1 --branch v1 https://example.com/aomni.git aomni_jax.new" in ssh[9]
+  assert ("git clone --quiet --depth 1 --branch v1 https://example.com/aomni.git "
+          "aomni_jax.new") in ssh[9]
   assert ssh[-1] == "--project=my-proj-1"
 
 
