@@ -111,17 +111,26 @@ else:
 """
 
 
-def test_a_real_failed_start_up_raises_with_the_reason(tmp_path):
-  with socket.socket(socket.AF_INET6) as taken:
+def _start_with_a_taken_port() -> tuple[int, subprocess.CompletedProcess]:
+  with socket.socket(socket.AF_INET6) as taken:  # bound, not listening: connections fail fast
     taken.bind(("::", 0))
-    taken.listen()
     port = taken.getsockname()[1]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.getcwd(),
            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
            "JAX_PROCESS_ID": "0"}
     env.pop("XLA_FLAGS", None)
-    result = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
-                            text=True, timeout=120)
+    return port, subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
+                                text=True, timeout=120)
+
+
+def test_a_real_failed_start_up_raises_with_the_reason():
+  """JAX sometimes crashes in C++ right after the failed bind (SIGSEGV) before Python sees an
+  exception; that is loud too. No attempt may continue, and one must raise our message."""
+  for _ in range(3):
+    port, result = _start_with_a_taken_port()
+    assert "continued single-process" not in result.stdout
+    if result.returncode >= 0:
+      break
   assert result.stdout.startswith("raised: multi-process start-up failed: process 0 of 2 (from the "
-                        f"environment) could not start or join the coordinator at "
-                        f"127.0.0.1:{port}"), result.stderr[-3000:]
+                                  f"environment) could not start or join the coordinator at "
+                                  f"127.0.0.1:{port}"), (result.returncode, result.stderr[-3000:])
