@@ -38,7 +38,8 @@ def _expected() -> tuple[type[BaseException], ...]:
   from aomni_jax.audio.io import AudioReadError
   from aomni_jax.config import ConfigError
   from aomni_jax.conversion.common import ConversionError
-  return (UserError, ConfigError, ConversionError, AudioReadError)
+  from aomni_jax.data.debian import PackageFetchError
+  return (UserError, ConfigError, ConversionError, AudioReadError, PackageFetchError)
 
 
 def message(error: BaseException) -> str:
