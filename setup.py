@@ -40,6 +40,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
         "tpu": ["jax[tpu]==0.10.2"],
+        # `tensorboard --logdir <workdir>/tensorboard`; the runs write with tensorboardX.
+        "tensorboard": ["tensorboard>=2.16"],
     },
     entry_points={
         "console_scripts": [
