@@ -27,13 +27,14 @@ CODECS = {
 
 _REASON_TEXT = {
     "missing": "does not exist; check the path",
+    "directory": "is a directory; give an audio file",
     "empty": "holds no audio",
     "corrupt": "is not readable audio (corrupt, or a format neither libsndfile nor FFmpeg reads)",
 }
 
 
 class AudioReadError(ValueError):
-  """A file that cannot be used as audio; `reason` is one of: missing, empty, corrupt.
+  """A file that cannot be used as audio; `reason` is one of: missing, directory, empty, corrupt.
 
   The message names the file and what is wrong with it, since a console script prints it as is.
   """
@@ -54,7 +55,7 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
   if not file.exists():
     raise AudioReadError(path, "missing")
   if file.is_dir():
-    raise AudioReadError(path, "corrupt", "it is a directory")
+    raise AudioReadError(path, "directory")
   if file.stat().length == 0:
     raise AudioReadError(path, "empty", "zero bytes")
   content = None if os.path.exists(path) else file.read_bytes()
