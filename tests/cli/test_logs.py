@@ -68,5 +68,5 @@ def test_configure_replaces_the_basic_config_handler_once(restore_logging):
   logs.configure()
   assert kept in root.handlers
   assert not any(type(h) is logging.StreamHandler for h in root.handlers)
-  ours = [h for h in root.handlers if isinstance(h, logs._ConsoleHandler)]  # pylint: disable=protected-access
-  assert len(ours) == 1
+  console = logs._ConsoleHandler  # pylint: disable=protected-access
+  assert len([h for h in root.handlers if isinstance(h, console)]) == 1
