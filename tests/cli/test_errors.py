@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from aomni_jax.cli.errors import console
 from tests.cli.scripts import ROOT, console_scripts, entry_point
 
 MODEL = ["--model", "{tmp}/model", "--question", "what is it?"]
@@ -126,3 +127,18 @@ def test_the_installed_entry_point_exits_2_with_one_line_and_no_traceback():
   assert result.returncode == 2
   assert result.stdout == ""
   assert result.stderr == "aomni-train: override 'dit.depth' is not of the form key=value\n"
+
+
+def test_ctrl_c_is_one_line_and_exit_130_and_a_bug_keeps_its_traceback(capsys):
+  @console("aomni-x")
+  def interrupted() -> int:
+    raise KeyboardInterrupt
+
+  @console("aomni-x")
+  def buggy() -> int:
+    raise RuntimeError("a bug")
+
+  assert interrupted() == 130
+  assert capsys.readouterr().err == "aomni-x: interrupted\n"
+  with pytest.raises(RuntimeError, match="a bug"):
+    buggy()
