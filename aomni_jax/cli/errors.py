@@ -15,6 +15,8 @@ import functools
 import sys
 from typing import Callable, NoReturn
 
+from aomni_jax.cli import logs
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
@@ -51,13 +53,15 @@ def console(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
   """Wraps `main(argv) -> int`: expected errors become `prog: message` and exit code 2.
 
   Ctrl-C outside a command's own handling prints `prog: interrupted` and exits 130 instead of a
-  KeyboardInterrupt traceback.
+  KeyboardInterrupt traceback. Logging starts quiet (`logs.configure()`: our INFO, the libraries'
+  warnings) before `main` runs; a command with `--verbose` calls `logs.configure(True)` itself.
   """
 
   def wrap(main: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def run(*args, **kwargs) -> int:
+      logs.configure()
       try:
         return main(*args, **kwargs)
       except _expected() as error:

@@ -128,7 +128,7 @@ def test_every_help_page_prints_and_names_only_real_flags(name, monkeypatch, cap
 def test_fenced_command_runs_as_written(argv, monkeypatch, capsys):
   """aomni commands parse with their real parser (a wrapped command too); scripts exist."""
   for token in argv:
-    if token.endswith(".py") or token.startswith(("configs/", "benchmarks/", "launch/")):
+    if token.endswith((".py", ".txt", ".sh")) or token.startswith(("configs/", "benchmarks/")):
       assert (ROOT / token.split(":")[0]).exists(), f"{token} does not exist"
   while argv and _COMMAND.match(argv[0]):
     assert argv[0] in console_scripts(), f"{argv[0]} is not a console script in setup.py"
