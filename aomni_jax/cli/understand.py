@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--top-p", type=float, default=1.0)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
-  parser.add_argument("--attention", default="xla", choices=("xla", "cudnn"))
+  parser.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"))
   logs.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   logs.configure(args.verbose)
