@@ -13,6 +13,7 @@ import sys
 import zipfile
 
 from etils import epath
+from safetensors import SafetensorError
 
 from aomni_jax.cli import logs
 from aomni_jax.cli.errors import ArgumentParser, UserError, console
@@ -20,7 +21,7 @@ from aomni_jax.parity import run_fixture
 
 _MANIFEST = "manifest.json"
 # What a damaged fixture raises while it is read (the manifest, cases.npz, the weights).
-_UNREADABLE = (OSError, ValueError, KeyError, zipfile.BadZipFile)
+_UNREADABLE = (OSError, ValueError, KeyError, zipfile.BadZipFile, SafetensorError)
 
 
 def find_fixtures(paths: list[str]) -> tuple[list[epath.Path], list[str]]:

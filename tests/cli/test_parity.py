@@ -37,8 +37,12 @@ def test_a_mismatch_and_an_unreadable_fixture_fail(golden_dir, tmp_path, capsys)
   broken = tmp_path / "broken"
   broken.mkdir()
   (broken / "manifest.json").write_text("{not json")
-  assert cli.main([str(wrong), str(broken)]) == 1
+  bad_weights = tmp_path / "bad_weights"
+  shutil.copytree(golden_dir / "sync", bad_weights)
+  (bad_weights / "weights.safetensors").write_bytes(b"not a safetensors file" * 4)
+  assert cli.main([str(wrong), str(broken), str(bad_weights)]) == 1
   out = capsys.readouterr().out
   assert "FAIL output" in out
   assert f"FAIL could not read {broken}: JSONDecodeError" in out
-  assert out.splitlines()[-1] == "2 failure(s): 2 fixture(s), 1 case(s), 0 path(s) skipped"
+  assert f"FAIL could not read {bad_weights}: SafetensorError" in out
+  assert out.splitlines()[-1] == "3 failure(s): 3 fixture(s), 1 case(s), 0 path(s) skipped"
