@@ -101,7 +101,7 @@ def test_the_readme_documents_exactly_the_console_scripts():
   mentioned = {argv[0] for argv in AOMNI_FENCED} | {tokens[0] for tokens in SPANS}
   declared = set(console_scripts())
   assert not declared - mentioned, f"add {sorted(declared - mentioned)} to the README's table"
-  assert not mentioned - declared, f"the README shows {sorted(mentioned - declared)}, not in setup.py"
+  assert not mentioned - declared, f"README shows {sorted(mentioned - declared)}; not in setup.py"
 
 
 def _parser_tree(name: str, monkeypatch) -> list[tuple[list[str], argparse.ArgumentParser]]:
