@@ -119,15 +119,9 @@ def _build(args: argparse.Namespace) -> None:
 
 def _precompute(args: argparse.Namespace) -> None:
   from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
-  _at_least_one(args, "batch_size")
   _dataset(args.data)
-  names = args.features.split(",")
-  unknown = sorted(set(names) - set(precompute.FEATURE_BUILDERS) - {"qwen_hidden"})
-  if unknown:
-    raise UserError(f"--features: unknown {unknown}; choose from "
-                    f"{','.join(precompute.FEATURE_BUILDERS)},qwen_hidden")
   config = load_config(args.config)
-  features = precompute.available_features(config, names)
+  features = precompute.available_features(config, args.features.split(","))
   manifest = precompute.precompute(args.data, args.out, features, batch_size=args.batch_size,
                                    seed=args.seed, drop_stems=args.drop_stems,
                                    shapes=loader.Shapes.for_model(config.model))
