@@ -60,7 +60,7 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     raise AudioReadError(path, "empty", "zero bytes")
   content = None if os.path.exists(path) else file.read_bytes()
 
-  def source():  # a fresh handle per reader: each one consumes what it reads
+  def source() -> str | io.BytesIO:  # a fresh handle per reader: each one consumes what it reads
     return path if content is None else io.BytesIO(content)
 
   suffix = file.suffix.lower()
@@ -73,7 +73,8 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
   return _checked(path, *_read_with_pyav(path, source(), _RAW_FORMATS.get(suffix)))
 
 
-def _read_with_pyav(path: str, source, raw_format: str | None) -> tuple[np.ndarray, int]:
+def _read_with_pyav(path: str, source: str | io.BytesIO,
+                    raw_format: str | None) -> tuple[np.ndarray, int]:
   try:
     with av.open(source, format=raw_format) as container:
       if not container.streams.audio:
