@@ -44,6 +44,8 @@ setup(
         "gcs": GCS,
         "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", *GCS],
         "tpu": ["jax[tpu]==0.10.2", *GCS],
+        # `tensorboard --logdir <workdir>/tensorboard`; the runs write with tensorboardX.
+        "tensorboard": ["tensorboard>=2.16"],
     },
     entry_points={
         "console_scripts": [

@@ -135,7 +135,7 @@ class QwenConfig:
   path: str = ""  # a save_pretrained directory, a full Qwen2.5-Omni checkpoint, or ""
   dtype: str = "bfloat16"
   param_dtype: str = "bfloat16"
-  attention: str = "xla"
+  attention: str = "auto"  # cudnn flash on GPU where it applies, splash on TPU, else xla
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,14 +425,24 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> Config:
   """Loads `configs/x.py[:arg]` (calls `get_config(arg)`) or an official model JSON file."""
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
-    raise ConfigError(f"config file {path!r} does not exist")
+    raise ConfigError(f"config file {path!r} does not exist (relative paths start at the "
+                      "current directory; the shipped configs are in the repository's configs/)")
   if path.endswith(".json"):
     with open(path, encoding="utf-8") as f:
-      config = from_official_json(json.load(f))
+      try:
+        official = json.load(f)
+      except json.JSONDecodeError as err:
+        raise ConfigError(f"config {path!r} is not valid JSON: {err}") from err
+    if not isinstance(official, dict):
+      raise ConfigError(f"config {path!r}: expected a JSON object (the official model JSON)")
+    config = from_official_json(official)
   elif path.endswith(".py"):
     module_spec = importlib.util.spec_from_file_location("_aomni_config", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+      module_spec.loader.exec_module(module)
+    except SyntaxError as err:
+      raise ConfigError(f"config {path}:{err.lineno}: syntax error: {err.msg}") from err
     if not hasattr(module, "get_config"):
       raise ConfigError(f"{path} has no get_config() function")
     config = module.get_config(arg or None)

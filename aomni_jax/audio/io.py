@@ -12,6 +12,7 @@ import os
 import av
 import numpy as np
 import soundfile as sf
+from etils import epath
 
 # Raw streams that have no container header, keyed by file suffix, with the FFmpeg demuxer to use.
 _RAW_FORMATS = {".g722": "g722", ".gsm": "gsm", ".ulaw": "mulaw", ".alaw": "alaw"}
@@ -24,34 +25,58 @@ CODECS = {
 }
 
 
+_REASON_TEXT = {
+    "missing": "does not exist; check the path",
+    "directory": "is a directory; give an audio file",
+    "empty": "holds no audio",
+    "corrupt": "is not readable audio (corrupt, or a format neither libsndfile nor FFmpeg reads)",
+}
+
+
 class AudioReadError(ValueError):
-  """A file that cannot be used as audio; `reason` is one of: missing, empty, corrupt."""
+  """A file that cannot be used as audio; `reason` is one of: missing, directory, empty, corrupt.
+
+  The message names the file and what is wrong with it, since a console script prints it as is.
+  """
 
   def __init__(self, path: str, reason: str, detail: str = ""):
-    super().__init__(f"{path}: {reason}{': ' + detail if detail else ''}")
+    super().__init__(f"audio file {path!r} {_REASON_TEXT[reason]}"
+                     f"{' (' + detail + ')' if detail else ''}")
     self.path = path
     self.reason = reason
 
 
 def read_audio(path: str) -> tuple[np.ndarray, int]:
-  """Returns (audio [channels, frames] float32, sample rate) for any audio or video file."""
-  if not os.path.exists(path):
+  """Returns (audio [channels, frames] float32, sample rate) for any audio or video file.
+
+  `path` may be a URI (gs://...): remote files are read into memory through etils.epath.
+  """
+  file = epath.Path(path)
+  if not file.exists():
     raise AudioReadError(path, "missing")
-  if os.path.getsize(path) == 0:
+  if file.is_dir():
+    raise AudioReadError(path, "directory")
+  if file.stat().length == 0:
     raise AudioReadError(path, "empty", "zero bytes")
-  suffix = os.path.splitext(path)[1].lower()
+  content = None if os.path.exists(path) else file.read_bytes()
+
+  def source() -> str | io.BytesIO:  # a fresh handle per reader: each one consumes what it reads
+    return path if content is None else io.BytesIO(content)
+
+  suffix = file.suffix.lower()
   if suffix not in _RAW_FORMATS:
     try:
-      data, rate = sf.read(path, dtype="float32", always_2d=True)
+      data, rate = sf.read(source(), dtype="float32", always_2d=True)
       return _checked(path, data.T, rate)
     except sf.LibsndfileError:
       pass  # Not a libsndfile format (e.g. AAC, MP4 video): let FFmpeg try.
-  return _checked(path, *_read_with_pyav(path, _RAW_FORMATS.get(suffix)))
+  return _checked(path, *_read_with_pyav(path, source(), _RAW_FORMATS.get(suffix)))
 
 
-def _read_with_pyav(path: str, raw_format: str | None) -> tuple[np.ndarray, int]:
+def _read_with_pyav(path: str, source: str | io.BytesIO,
+                    raw_format: str | None) -> tuple[np.ndarray, int]:
   try:
-    with av.open(path, format=raw_format) as container:
+    with av.open(source, format=raw_format) as container:
       if not container.streams.audio:
         raise AudioReadError(path, "corrupt", "no audio stream")
       stream = container.streams.audio[0]

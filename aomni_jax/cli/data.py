@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 
 from aomni_jax.audio import io as audio_io
+from aomni_jax.cli import logs
+from aomni_jax.cli.errors import ArgumentParser, UserError, console
 from aomni_jax.data import build
-from aomni_jax.data import debian
 from aomni_jax.data import default
 from aomni_jax.data import loader
 from aomni_jax.data import precompute
@@ -29,8 +29,8 @@ from aomni_jax.data import sources
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aomni-data", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = ArgumentParser(prog="aomni-data", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="command", required=True)
 
   b = commands.add_parser("build", help="sources → ArrayRecord shards + manifest")
@@ -65,10 +65,42 @@ def _parser() -> argparse.ArgumentParser:
   i.add_argument("--data", required=True)
   i.add_argument("--out", help="where to write examples (default: DATA/preview)")
   i.add_argument("--examples", type=int, default=4)
+  for command in (b, p, i):
+    logs.add_verbose_flag(command)
   return parser
 
 
+def _at_least_one(args: argparse.Namespace, *names: str) -> None:
+  for name in names:
+    if getattr(args, name) < 1:
+      raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+
+
+def _dataset(directory: str) -> records.Manifest:
+  """The manifest of a built dataset; a wrong --data is the user's to fix."""
+  try:
+    return records.Manifest.load(directory)
+  except (FileNotFoundError, ValueError) as err:
+    raise UserError(f"--data {directory}: {err}; build one with "
+                    "`aomni-data build --out DIR`") from err
+
+
+def _read_table(path: str) -> list[sources.Clip]:
+  try:
+    return sources.read_table(path)
+  except ValueError as err:  # a row without path/label, or an unknown kind
+    raise UserError(str(err)) from err
+
+
 def _build(args: argparse.Namespace) -> None:
+  _at_least_one(args, "shards", "workers")
+  if args.table and args.stems:
+    raise UserError("--table and --stems are two different sources; give one of them")
+  if args.table and not os.path.isfile(args.table):
+    raise UserError(f"--table {args.table} is not a file; give a clip CSV "
+                    f"({','.join(sources.CSV_COLUMNS)})")
+  if args.stems and not os.path.isfile(os.path.join(args.stems, "labels.csv")):
+    raise UserError(f"--stems {args.stems} has no labels.csv; see aomni_jax/data/README.md")
   config = dataclasses.replace(default.DEFAULT_BUILD, seed=args.seed, mixtures=args.mixtures,
                                style_pairs=0 if args.no_style else args.style_pairs,
                                max_singles_per_kind=args.singles, num_shards=args.shards,
@@ -77,7 +109,7 @@ def _build(args: argparse.Namespace) -> None:
     manifest, report = real.build_real_dataset(args.stems, args.out, config)
     print(f"stems kept {report.kept}, dropped: {report.dropped.summary()}")
   else:
-    clips = (sources.read_table(args.table) if args.table else
+    clips = (_read_table(args.table) if args.table else
              sources.debian_clips(args.sources.split(","), args.cache))
     soundfont = None if args.no_style else sources.debian_soundfont(args.cache)
     manifest = build.build_dataset(clips, args.out, config, soundfont=soundfont)
@@ -87,6 +119,7 @@ def _build(args: argparse.Namespace) -> None:
 
 def _precompute(args: argparse.Namespace) -> None:
   from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  _dataset(args.data)
   config = load_config(args.config)
   features = precompute.available_features(config, args.features.split(","))
   manifest = precompute.precompute(args.data, args.out, features, batch_size=args.batch_size,
@@ -97,20 +130,20 @@ def _precompute(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
-  print(preview.summary(records.Manifest.load(args.data)))
+  _at_least_one(args, "examples")
+  print(preview.summary(_dataset(args.data)))
   out = args.out or os.path.join(args.data, "preview")
   for png in preview.write_examples(args.data, out, args.examples):
     print(png)
 
 
-def main(argv: list[str] | None = None) -> None:
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+@console("aomni-data")
+def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  try:
-    {"build": _build, "precompute": _precompute, "inspect": _inspect}[args.command](args)
-  except (debian.PackageFetchError, FileNotFoundError, ValueError) as error:
-    sys.exit(f"aomni-data {args.command}: {error}")
+  logs.configure(args.verbose)
+  {"build": _build, "precompute": _precompute, "inspect": _inspect}[args.command](args)
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

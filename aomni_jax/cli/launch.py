@@ -24,7 +24,7 @@ import subprocess
 import sys
 from typing import Sequence
 
-from aomni_jax.cli.errors import console
+from aomni_jax.cli.errors import ArgumentParser, console
 from aomni_jax.launch import gpu, tpu
 from aomni_jax.launch.slices import parse_slice
 
@@ -146,7 +146,7 @@ def _gpu_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aomni-launch", description=__doc__,
+  parser = ArgumentParser(prog="aomni-launch", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="platform", required=True)
   _tpu_parser(sub)

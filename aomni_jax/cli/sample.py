@@ -1,8 +1,8 @@
-"""`aomni-sample`: sample DiT latents with the jitted Euler/CFG sampler and report what happened.
+"""`aomni-sample`: smoke-run the jitted Euler/CFG sampler and report what happened.
 
-Without `--checkpoint` it builds the configured model with random weights and random
-conditioning: a smoke run that shows the compiled sampler end to end (compile time, step time,
-latent statistics) on any device.
+It builds the configured DiT with random weights and random conditioning and never loads trained
+weights: it shows the compiled sampler end to end (compile time, step time, latent statistics) on
+any device, not what a trained model sounds like.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from aomni_jax.cli import logs
+from aomni_jax.cli.errors import ArgumentParser, UserError, console
 from aomni_jax.config import load_config
 from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
 from aomni_jax.sampling import sample
@@ -33,15 +35,23 @@ def random_conditioning(cfg, key: jax.Array, batch: int) -> DiTConditioning:
   return DiTConditioning(cross, valid, glob)
 
 
+@console("aomni-sample")
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="aomni-sample", description=__doc__)
-  parser.add_argument("--config", default="configs/tiny.py")
-  parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+  parser = ArgumentParser(prog="aomni-sample", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", default="configs/tiny.py", help="configs/NAME.py[:arg]")
+  parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                      help="config overrides, e.g. dit.depth=2 sampling.steps=10")
   parser.add_argument("--batch", type=int, default=2)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--steps", type=int, default=None)
-  parser.add_argument("--cfg-scale", type=float, default=None)
+  parser.add_argument("--steps", type=int, default=None, help="default: sampling.steps")
+  parser.add_argument("--cfg-scale", type=float, default=None, help="default: sampling.cfg_scale")
+  logs.add_verbose_flag(parser)
   args = parser.parse_args(argv)
+  logs.configure(args.verbose)
+  for flag, value in (("--batch", args.batch), ("--steps", args.steps)):
+    if value is not None and value < 1:
+      raise UserError(f"{flag} must be >= 1, got {value}")
   cfg = load_config(args.config, args.set)
   steps = args.steps or cfg.sampling.steps
   scale = cfg.sampling.cfg_scale if args.cfg_scale is None else args.cfg_scale
@@ -52,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
   cond = random_conditioning(cfg, key_cond, args.batch)
   noise = jax.random.normal(key_noise, (args.batch, cfg.model.latent_length,
                                         cfg.model.dit.io_channels))
-  print(f"config {cfg.name}: DiT {n_params:,} params, latents {tuple(noise.shape)}, "
-        f"{steps} Euler steps, cfg {scale}, device {jax.devices()[0].platform}")
+  print(f"config {cfg.name}: DiT {n_params:,} params (random weights), "
+        f"latents {tuple(noise.shape)}, {steps} Euler steps, cfg {scale}, "
+        f"device {jax.devices()[0].platform}")
   for run in ("compile + run", "run"):
     start = time.perf_counter()
     latents = jax.block_until_ready(sample(graphdef, state, noise, cond, steps=steps,
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{run}: {time.perf_counter() - start:.3f} s")
   latents = np.asarray(latents)
   if not np.all(np.isfinite(latents)):
-    print("error: the sampler produced non-finite latents", file=sys.stderr)
+    print("aomni-sample: the sampler produced non-finite latents", file=sys.stderr)
     return 1
   print(f"latents: mean {latents.mean():+.4f}, std {latents.std():.4f}, "
         f"min {latents.min():+.3f}, max {latents.max():+.3f}")

@@ -6,44 +6,61 @@
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
 `<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (EMA weights for inference) and
-`<workdir>/samples/step_N` (wav + spectrogram PNG per fixed prompt / edit input).
+`<workdir>/samples/step_N` (wav + spectrogram PNG per fixed prompt / edit input). Look at a run
+with `tensorboard --logdir <workdir>/tensorboard` (pip install -e '.[tensorboard]').
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from aomni_jax.config import ConfigError, load_config
+from aomni_jax.cli import logs
+from aomni_jax.cli.errors import ArgumentParser, console
+from aomni_jax.config import Config, load_config
+
+# Exported by `aomni-launch tpu run` (and launch/gpu/run.sh) for the run's own folder.
+WORKDIR_ENV = "AOMNI_WORKDIR"
+# Named, not __name__: under `python -m` that is "__main__", outside the package's INFO logger.
+_log = logging.getLogger("aomni_jax.cli.train")
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aomni-train", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = ArgumentParser(prog="aomni-train", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--config", required=True,
                       help="configs/NAME.py[:arg] (get_config) or an official model JSON")
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                       help="config overrides, e.g. train.num_steps=50 dit.depth=2")
-  parser.add_argument("--workdir", help="output directory (default: train.workdir of the config)")
+  parser.add_argument("--workdir",
+                      help=f"output directory (default: ${WORKDIR_ENV} if set, else train.workdir "
+                           "of the config)")
+  logs.add_verbose_flag(parser)
   return parser
 
 
+def choose_workdir(flag: str | None, config: Config) -> tuple[str, str]:
+  """The run's folder and where it came from: --workdir, else $AOMNI_WORKDIR, else the config."""
+  if flag:
+    return flag, "--workdir"
+  if os.environ.get(WORKDIR_ENV):
+    return os.environ[WORKDIR_ENV], f"${WORKDIR_ENV}"
+  return config.train.workdir, "train.workdir"
+
+
+@console("aomni-train")
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  try:
-    config = load_config(args.config, args.set)
-  except ConfigError as err:
-    print(f"aomni-train: {err}", file=sys.stderr)
-    return 2
+  logs.configure(args.verbose)
+  config = load_config(args.config, args.set)
+  workdir, source = choose_workdir(args.workdir, config)
+  _log.info("workdir %s (from %s)", workdir, source)
   # Imported after the config is valid: JAX starts its backends on import of the loop's deps.
   from aomni_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
-    result = loop.train(config, args.workdir)
-  except ConfigError as err:
-    print(f"aomni-train: {err}", file=sys.stderr)
-    return 2
+    result = loop.train(config, workdir)
   except loop.NonFiniteError as err:
     print(f"aomni-train: {err}", file=sys.stderr)
     return 3

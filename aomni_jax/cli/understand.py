@@ -11,39 +11,60 @@ import argparse
 import sys
 from typing import Sequence
 
+import av
 import numpy as np
+from etils import epath
 
+from aomni_jax.audio import dsp
+from aomni_jax.audio import io as audio_io
+from aomni_jax.cli import logs
+from aomni_jax.cli.errors import ArgumentParser, UserError, console
 from aomni_jax.models.qwen_omni.understand import SAMPLE_RATE, Understander
 
 
 def load_audio(path: str) -> np.ndarray:
-  """Mono float32 at 16 kHz (channels averaged, polyphase resampling)."""
-  import soundfile
-  from scipy.signal import resample_poly
-  samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-  mono = samples.mean(axis=1)
-  if rate != SAMPLE_RATE:
-    g = np.gcd(int(rate), SAMPLE_RATE)
-    mono = resample_poly(mono, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
-  return mono
+  """Mono float32 at 16 kHz (channels averaged, polyphase resampling) from any audio or video file.
+
+  A missing, empty or corrupt file raises `AudioReadError` naming it.
+  """
+  audio, rate = audio_io.read_audio(path)
+  return dsp.resample(audio.mean(axis=0), rate, SAMPLE_RATE)
 
 
 def load_video(path: str, fps: float) -> np.ndarray:
   """RGB uint8 frames [T, H, W, 3] sampled at `fps` (nearest earlier frame)."""
-  import av
+  if not epath.Path(path).is_file():
+    raise UserError(f"video file {path!r} does not exist; check the path")
   frames, next_time = [], 0.0
-  with av.open(path) as container:
-    for frame in container.decode(video=0):
-      if frame.time is None or frame.time + 1e-6 >= next_time:
-        frames.append(frame.to_ndarray(format="rgb24"))
-        next_time += 1.0 / fps
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise UserError(f"video file {path!r} has no video stream (for audio only, use --audio)")
+      for frame in container.decode(video=0):
+        if frame.time is None or frame.time + 1e-6 >= next_time:
+          frames.append(frame.to_ndarray(format="rgb24"))
+          next_time += 1.0 / fps
+  except av.FFmpegError as err:
+    raise UserError(f"video file {path!r} is not readable video ({err})") from err
   if not frames:
-    raise ValueError(f"no video frames could be decoded from {path!r}")
+    raise UserError(f"video file {path!r}: no video frames could be decoded")
   return np.stack(frames)
 
 
+def _check_model_dir(path: str) -> None:
+  """Fails fast, before any audio is decoded or weights are read, on a wrong --model."""
+  directory = epath.Path(path)
+  if not directory.is_dir():
+    raise UserError(f"--model {path!r} is not a directory; give the folder holding the "
+                    "Qwen2.5-Omni thinker weights, config.json and the processor files")
+  if not (directory / "config.json").exists():
+    raise UserError(f"--model {path!r} has no config.json; give the folder holding the "
+                    "Qwen2.5-Omni thinker weights, config.json and the processor files")
+
+
+@console("aomni-understand")
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="aomni-understand", description=__doc__.split("\n")[0])
+  parser = ArgumentParser(prog="aomni-understand", description=__doc__.split("\n")[0])
   parser.add_argument("--model", required=True, help="checkpoint + config + processor directory")
   parser.add_argument("--question", required=True)
   parser.add_argument("--audio", help="an audio file (any rate; resampled to 16 kHz mono)")
@@ -54,22 +75,25 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--top-p", type=float, default=1.0)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
-  parser.add_argument("--attention", default="xla", choices=("xla", "cudnn"))
+  parser.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"))
+  logs.add_verbose_flag(parser)
   args = parser.parse_args(argv)
+  logs.configure(args.verbose)
+  if not args.question.strip():
+    raise UserError("--question is empty; ask something about the audio or video")
   if args.video_fps <= 0:
-    parser.error(f"--video-fps must be > 0, got {args.video_fps}")
-  try:
-    audio = load_audio(args.audio) if args.audio else None
-    video = load_video(args.video, args.video_fps) if args.video else None
-    model = Understander.from_pretrained(args.model, dtype=args.dtype, param_dtype=args.dtype,
-                                         attention=args.attention)
-    answer = model(args.question, audio=audio, video=video,
-                   video_fps=args.video_fps if video is not None else None,
-                   max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                   top_p=args.top_p, seed=args.seed)
-  except (FileNotFoundError, ValueError) as err:
-    print(f"aomni-understand: {err}", file=sys.stderr)
-    return 1
+    raise UserError(f"--video-fps must be > 0, got {args.video_fps}")
+  if args.max_new_tokens < 1:
+    raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+  _check_model_dir(args.model)
+  audio = load_audio(args.audio) if args.audio else None
+  video = load_video(args.video, args.video_fps) if args.video else None
+  model = Understander.from_pretrained(args.model, dtype=args.dtype, param_dtype=args.dtype,
+                                       attention=args.attention)
+  answer = model(args.question, audio=audio, video=video,
+                 video_fps=args.video_fps if video is not None else None,
+                 max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                 top_p=args.top_p, seed=args.seed)
   print(answer)
   return 0
 

@@ -36,8 +36,8 @@ def fetch_packages(packages: list[str], cache_dir: str) -> str:
   if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
     raise PackageFetchError(
         f"apt-get/dpkg not found, so the Debian packages {missing} cannot be fetched. On a "
-        "non-Debian machine, point the builder at your own folder (aomni-data build --folder DIR "
-        "--table labels.csv) or copy a built dataset.")
+        "non-Debian machine, build from your own clips (aomni-data build --out DIR --table "
+        "clips.csv) or copy a built dataset.")
   deb_dir = os.path.join(cache_dir, "debs")
   os.makedirs(deb_dir, exist_ok=True)
   _download(missing, deb_dir)
@@ -59,8 +59,9 @@ def _download(packages: list[str], deb_dir: str) -> None:
     result = subprocess.run(command, cwd=deb_dir, capture_output=True, text=True)
   if result.returncode != 0:
     raise PackageFetchError(
-        f"`{' '.join(command)}` failed:\n{result.stderr.strip()}\nRun `apt-get update` (as root) "
-        "and check that Debian main is reachable, or build from your own folder instead.")
+        f"`{' '.join(command)}` failed ({' / '.join(result.stderr.strip().splitlines()[-2:])}). "
+        "Run `apt-get update` (as root) and check that Debian main is reachable, or build from "
+        "your own clips instead (aomni-data build --out DIR --table clips.csv).")
 
 
 def read_copyright(root: str, package: str) -> str:

@@ -1,8 +1,11 @@
 """Audio file I/O: round trips, the PyAV fallback and clear errors for unusable files."""
 
+import os
+
 import av
 import numpy as np
 import pytest
+from etils.epath import testing as epath_testing
 
 from aomni_jax.audio import io as audio_io
 
@@ -48,3 +51,21 @@ def test_unusable_files_raise_with_a_reason(tmp_path, content, reason):
     audio_io.read_audio(str(path))
   assert error.value.reason == reason
   assert "bad.wav" in str(error.value)
+
+
+def test_a_uri_is_read_through_epath(tmp_path):
+  """gs:// paths go through etils.epath (here mocked onto tmp_path) and decode from memory."""
+  audio = (0.25 * np.sin(np.linspace(0, 100, RATE))).reshape(1, RATE).astype(np.float32)
+  audio_io.write_audio(str(tmp_path / "tone.flac"), audio, RATE, "flac24")
+
+  def local(path) -> str:
+    return str(tmp_path / str(path).rsplit("/", 1)[1])
+
+  with epath_testing.mock_epath(exists=lambda _, path: os.path.exists(local(path)),
+                                isdir=lambda _, path: False,
+                                stat=lambda stat, path: stat(local(path)),
+                                open=lambda _, path, mode="rb", **kw: open(local(path), mode)):
+    read, rate = audio_io.read_audio("gs://bucket/clips/tone.flac")
+    with pytest.raises(audio_io.AudioReadError, match="'gs://bucket/clips/nope.wav' does not"):
+      audio_io.read_audio("gs://bucket/clips/nope.wav")
+  assert rate == RATE and np.max(np.abs(read - audio)) <= 1e-6

@@ -21,10 +21,7 @@ def test_build_from_a_table_then_inspect(clip_folder, tmp_path, capsys):
   assert os.path.getsize(os.path.join(preview, written[0])) > 1000
 
 
-def test_missing_dataset_is_a_clean_exit(tmp_path):
-  try:
-    data_cli.main(["inspect", "--data", str(tmp_path)])
-  except SystemExit as exit_:
-    assert "manifest" in str(exit_.code)
-  else:
-    raise AssertionError("expected SystemExit")
+def test_missing_dataset_is_a_clean_exit(tmp_path, capsys):
+  assert data_cli.main(["inspect", "--data", str(tmp_path)]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("aomni-data: --data ") and "manifest" in err and err.count("\n") == 1

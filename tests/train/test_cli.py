@@ -1,6 +1,7 @@
 """`aomni-train` front-end validation (no training)."""
 
 from aomni_jax.cli import train as cli
+from aomni_jax.config import load_config
 
 
 def test_bad_override_is_reported(capsys):
@@ -13,3 +14,12 @@ def test_missing_dataset_is_reported(tmp_path, capsys):
                    f"data.root={tmp_path}"])
   assert code == 2
   assert "manifest.json" in capsys.readouterr().err
+
+
+def test_workdir_comes_from_the_flag_then_the_launcher_environment_then_the_config(monkeypatch):
+  config = load_config("configs/tiny.py")
+  monkeypatch.setenv("AOMNI_WORKDIR", "gs://bucket/runs/r1")
+  assert cli.choose_workdir("w", config) == ("w", "--workdir")
+  assert cli.choose_workdir(None, config) == ("gs://bucket/runs/r1", "$AOMNI_WORKDIR")
+  monkeypatch.delenv("AOMNI_WORKDIR")
+  assert cli.choose_workdir(None, config) == (config.train.workdir, "train.workdir")

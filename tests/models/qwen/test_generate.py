@@ -46,3 +46,14 @@ def test_top_p_keeps_only_the_nucleus():
   tokens = {int(sample_token(logits, jax.random.key(s), 1.0, 0.7)[0]) for s in range(64)}
   assert tokens == {0, 1}
   assert int(sample_token(logits, jax.random.key(0), 0.0, 1.0)[0]) == 0
+
+
+def test_single_row_equals_transformers(thinker):
+  """One row is decoded as two (MIN_DECODE_ROWS); the copy must not leak into the answer."""
+  batch = dict(thinker.processor(text=["hello world, how are"], return_tensors="pt"))
+  with torch.no_grad():
+    ref = thinker.hf.generate(**batch, max_new_tokens=8, do_sample=False)
+  ref = ref[:, batch["input_ids"].shape[1]:].numpy()
+  ours = generate(thinker.model, model_inputs(batch, thinker.cfg), max_new_tokens=8)
+  assert ours.shape == (1, 8)
+  np.testing.assert_array_equal(ours[:, :ref.shape[1]], ref)

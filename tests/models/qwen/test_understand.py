@@ -50,4 +50,4 @@ def test_bad_inputs_are_named(thinker_a):
     model("q", audio=np.zeros((2, 10), np.float32))
   with pytest.raises(ValueError, match="question must be"):
     model(" ")
-  assert cli.main(["--model", "/nonexistent", "--question", "q"]) == 1
+  assert cli.main(["--model", "/nonexistent", "--question", "q"]) == 2
