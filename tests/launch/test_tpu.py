@@ -1,14 +1,12 @@
 """The gcloud commands each TPU subcommand generates, and the errors for bad arguments.
 
-gcloud has no credentials here: the tests check argument lists (and run the generated remote
-shell scripts locally against a fake worker home), never gcloud itself.
+gcloud has no credentials here: the tests check argument lists, never gcloud itself; the worker
+scripts run on fake workers in test_remote.py, and test_tpu_golden.py pins whole command lines.
 """
 
-import os
 import pathlib
 import shlex
 import subprocess
-import time
 
 import pytest
 
