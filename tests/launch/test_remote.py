@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 
+import jax
 import pytest
 
 from aomni_jax.cli import launch as cli
@@ -147,10 +148,17 @@ def test_setup_run_stop_run_on_two_workers(workers, tmp_path):
         f"{remote.REMOTE_DIR}/{remote.NODEPS_REQUIREMENTS}"]
     assert not (home / remote.SOURCE_TARBALL).exists()
 
+  for result in workers.ssh("check", *TARGET):  # versions, then JAX's view of the devices
+    assert result.returncode == 0, result.stderr
+    assert f" jax={jax.__version__} " in result.stdout and " process=0/1 " in result.stdout
+
   for result in _run(workers, "r1", "train"):
     assert result.returncode == 0 and result.stdout.startswith("started r1 on "), result
   first = [workers.job_and_data_worker(home, "r1") for home in workers.homes]
   assert all(_alive(pid) for pair in first for pid in pair)
+  for result in workers.ssh("check", *TARGET):  # the chips are the run's: versions only
+    assert result.returncode == 0 and "run r1 is running" in result.stdout, result
+    assert "process=" not in result.stdout
 
   for result in _run(workers, "r2", "train"):  # the chips are taken: refused, r1 untouched
     assert result.returncode == remote.EXIT_RUN_IS_LIVE
