@@ -148,31 +148,45 @@ def detect_gpu_count() -> int | None:
   return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def spawn(plan: Sequence[tuple[Mapping[str, str], Sequence[str]]], poll_s: float = 0.5) -> int:
-  """Starts every (added environment, argv) process and waits; the first failure stops the rest.
+def spawn(plan: Sequence[tuple[Mapping[str, str], Sequence[str]]], poll_s: float = 0.5,
+          stop_timeout_s: float = 300.0) -> int:
+  """Starts every (added environment, argv) process and waits; a failure or a stop ends them all.
 
-  A crashed process would leave its peers blocked in a collective forever, so the launcher
-  ends them (only the processes it started, by handle) and returns the failing exit code.
+  A crashed process would leave its peers blocked in a collective forever, so the launcher ends
+  them (only the processes it started, by handle) and returns the failing exit code. SIGTERM to
+  the launcher (a scheduler's preemption, `kill`) and Ctrl-C are passed on as SIGTERM, and the
+  processes get `stop_timeout_s` to checkpoint and exit before SIGKILL; the launcher then returns
+  their first non-zero exit code, or 0 when all stopped cleanly.
   """
   procs = [subprocess.Popen(list(argv), env={**os.environ, **env}) for env, argv in plan]
+  stop_requests: list[int] = []
+  previous = signal.signal(signal.SIGTERM, lambda signum, _: stop_requests.append(signum))
+  failed: list[int] = []
   try:
-    while True:
+    while not stop_requests:
       codes = [p.poll() for p in procs]
       failed = [c for c in codes if c not in (None, 0)]
       if failed or all(c == 0 for c in codes):
         break
       time.sleep(poll_s)
   except KeyboardInterrupt:
-    failed = [128 + signal.SIGINT]
-  for p in procs:
-    if p.poll() is None:
-      p.terminate()
-  for p in procs:
+    stop_requests.append(signal.SIGINT)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  running = [p for p in procs if p.poll() is None]
+  if stop_requests and running:
+    print(f"launch: {signal.Signals(stop_requests[0]).name}: stopping {len(running)} "
+          f"process(es), up to {stop_timeout_s:.0f}s for them to save and exit", file=sys.stderr)
+  for p in running:
+    p.terminate()
+  for p in running:
     try:
-      p.wait(timeout=30)
+      p.wait(timeout=stop_timeout_s if stop_requests else 30)
     except subprocess.TimeoutExpired:
       p.kill()
       p.wait()
+  if stop_requests:
+    return next((p.returncode for p in procs if p.returncode != 0), 0)
   if failed:
     print(f"launch: a process exited with {failed[0]}; stopped the others", file=sys.stderr)
     return failed[0]

@@ -1,7 +1,11 @@
 """Multi-process GPU launch: per-process environment, validation, and the local spawner."""
 
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -107,6 +111,36 @@ def test_spawn_runs_every_process_and_stops_the_rest_on_failure(tmp_path):
   failing = [({}, [sys.executable, "-c", "import sys; sys.exit(7)"]),
              ({}, [sys.executable, "-c", "import time; time.sleep(60)"])]
   assert gpu.spawn(failing, poll_s=0.01) == 7  # returns promptly: the sleeper was terminated
+
+
+SAVER = """
+import os, signal, sys, time
+def save(*_):
+  open(sys.argv[1] + os.environ["JAX_PROCESS_ID"], "w").write("saved")
+  sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+open(sys.argv[1] + "ready" + os.environ["JAX_PROCESS_ID"], "w").close()
+while True:
+  time.sleep(0.05)
+"""
+
+
+def test_sigterm_to_the_launcher_reaches_every_process(tmp_path):
+  """A scheduler's SIGTERM stops the job the way `stop` does on TPUs: each process saves."""
+  (tmp_path / "saver.py").write_text(SAVER)
+  launcher = subprocess.Popen(
+      [sys.executable, "-m", "aomni_jax.cli.launch", "gpu", "--gpus-per-node", "2", "--mode",
+       "gpu", "--", sys.executable, str(tmp_path / "saver.py"), str(tmp_path / "out")],
+      env={**os.environ, "PYTHONPATH": str(cli.PROJECT_ROOT)}, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 60
+  while not all((tmp_path / f"outready{i}").exists() for i in range(2)):
+    assert time.monotonic() < deadline and launcher.poll() is None
+    time.sleep(0.05)
+  launcher.send_signal(signal.SIGTERM)
+  _, err = launcher.communicate(timeout=60)
+  assert launcher.returncode == 0, err  # both saved and exited cleanly
+  assert [(tmp_path / f"out{i}").read_text() for i in range(2)] == ["saved", "saved"]
+  assert "SIGTERM: stopping 2 process(es)" in err
 
 
 CHILD = """
