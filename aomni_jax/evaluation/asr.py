@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from aomni_jax.evaluation.backbone import BackboneMissingError
 from aomni_jax.evaluation.fidelity import MetricInputError
 
 SAMPLE_RATE = 16000
@@ -85,7 +86,7 @@ class _Moonshine:
     try:
       folder = importlib.resources.files("moonshine_cpp").joinpath("models/base-en")
     except ModuleNotFoundError as error:
-      raise MetricInputError(f"the ASR backbone needs the moonshine-cpp wheel: {INSTALL_HINT}") \
+      raise BackboneMissingError(f"the ASR backbone needs the moonshine-cpp wheel: {INSTALL_HINT}") \
           from error
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3

@@ -11,9 +11,6 @@ import numpy as np
 
 from aomni_jax.evaluation.fidelity import MetricInputError
 
-KID_SUBSET_SIZE = 1000
-KID_SUBSETS = 50
-
 
 def _check_embeddings(embeddings: np.ndarray, name: str) -> np.ndarray:
   embeddings = np.asarray(embeddings, np.float64)
@@ -32,46 +29,44 @@ def _check_sets(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return a, b
 
 
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-  """Square root of a symmetric positive semi-definite matrix (negative round-off clipped)."""
-  values, vectors = np.linalg.eigh(matrix)
-  return (vectors * np.sqrt(np.maximum(values, 0.0))) @ vectors.T
+def _covariance_factor(embeddings: np.ndarray) -> np.ndarray:
+  """F with F Fᵀ = Σ (the sample covariance), of width min(n, dim) so products stay small."""
+  centred = embeddings - embeddings.mean(axis=0)
+  if len(centred) > centred.shape[1]:
+    centred = np.linalg.qr(centred, mode="r")  # RᵀR = XᵀX with R [dim, dim]
+  return centred.T / np.sqrt(len(embeddings) - 1)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-  """‖μa − μb‖² + tr(Σa + Σb − 2 (Σa^½ Σb Σa^½)^½) between Gaussians fitted to [n, dim] sets.
+  """‖μa − μb‖² + tr Σa + tr Σb − 2 tr (Σa^½ Σb Σa^½)^½ between Gaussians fitted to [n, dim] sets.
 
-  The trace of the matrix square root is taken from the symmetric form, whose eigenvalues are
-  real and non-negative, so the result stays real where sqrtm(Σa Σb) picks up imaginary noise.
+  With factors Σ = F Fᵀ the matrix-square-root term is the nuclear norm of Faᵀ Fb (the sum of
+  its singular values), which is exact, real by construction and needs only a min(n, dim)-sized
+  SVD: milliseconds for a few hundred 1024-d embeddings, where sqrtm needs a 1024³ solve.
   """
   a, b = _check_sets(a, b)
   mean_gap = a.mean(axis=0) - b.mean(axis=0)
-  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  root_a = _psd_sqrt(cov_a)
-  cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
-  trace_sqrt = np.sum(np.sqrt(np.maximum(cross, 0.0)))
-  return float(mean_gap @ mean_gap + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
+  factor_a, factor_b = _covariance_factor(a), _covariance_factor(b)
+  trace_sqrt = np.sum(np.linalg.svd(factor_a.T @ factor_b, compute_uv=False))
+  return float(mean_gap @ mean_gap + np.sum(factor_a**2) + np.sum(factor_b**2) - 2.0 * trace_sqrt)
 
 
-def _unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:
-  dim = x.shape[1]
-  k_xx = (x @ x.T / dim + 1.0)**3
-  k_yy = (y @ y.T / dim + 1.0)**3
-  k_xy = (x @ y.T / dim + 1.0)**3
-  m, n = len(x), len(y)
-  within_x = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
-  within_y = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
-  return float(within_x + within_y - 2.0 * k_xy.mean())
-
-
-def kernel_distance(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
-  """KID: unbiased MMD² (kernel (x·y/d + 1)³), averaged over random subsets of ≤1000 each."""
+def kernel_matrices(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Cubic polynomial kernels (x·y/dim + 1)³ within a, within b and across: KID's ingredients,
+  computed once so bootstrap resamples only index them."""
   a, b = _check_sets(a, b)
-  if len(a) <= KID_SUBSET_SIZE and len(b) <= KID_SUBSET_SIZE:
-    return _unbiased_mmd2(a, b)
-  rng = np.random.default_rng(seed)
-  size_a, size_b = min(len(a), KID_SUBSET_SIZE), min(len(b), KID_SUBSET_SIZE)
-  return float(np.mean([
-      _unbiased_mmd2(a[rng.choice(len(a), size_a, replace=False)],
-                     b[rng.choice(len(b), size_b, replace=False)]) for _ in range(KID_SUBSETS)
-  ]))
+  dim = a.shape[1]
+  return tuple((x @ y.T / dim + 1.0)**3 for x, y in ((a, a), (b, b), (a, b)))
+
+
+def mmd2_from_kernels(k_aa: np.ndarray, k_bb: np.ndarray, k_ab: np.ndarray) -> float:
+  """Unbiased MMD²: the diagonals (each point with itself) are left out of the within-set means."""
+  m, n = len(k_aa), len(k_bb)
+  within_a = (k_aa.sum() - np.trace(k_aa)) / (m * (m - 1))
+  within_b = (k_bb.sum() - np.trace(k_bb)) / (n * (n - 1))
+  return float(within_a + within_b - 2.0 * k_ab.mean())
+
+
+def kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
+  """KID: the unbiased MMD² between two [n, dim] sets under the cubic polynomial kernel."""
+  return mmd2_from_kernels(*kernel_matrices(a, b))

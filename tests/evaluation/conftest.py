@@ -32,6 +32,24 @@ def load_mono(clip: sources.Clip, rate: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def sound_pool(real_clips) -> tuple[list[sources.Clip], list[np.ndarray]]:
+  """Every real event, background and music recording (≈120), first 5 s, mono 16 kHz."""
+  clips = [c for c in real_clips if c.kind in ("event", "background", "music")]
+  return clips, [load_mono(c, 16000)[:5 * 16000] for c in clips]
+
+
+@pytest.fixture(scope="session")
+def yamnet_model():
+  from aomni_jax.evaluation import yamnet
+  return yamnet.Yamnet()
+
+
+@pytest.fixture(scope="session")
+def pool_outputs(sound_pool, yamnet_model):
+  return yamnet_model(sound_pool[1])
+
+
+@pytest.fixture(scope="session")
 def speech_clip(real_clips) -> tuple[np.ndarray, int]:
   """A few seconds of real read speech (Asterisk prompt, 16 kHz)."""
   clip = next(c for c in real_clips if c.source == "asterisk-core-sounds-en"

@@ -1,0 +1,35 @@
+"""What every evaluation backbone (YAMNet, musicnn) returns, so metrics need not know which ran."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+import scipy.special
+
+
+class BackboneMissingError(RuntimeError):
+  """A package that carries an evaluation backbone's weights is not installed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOutput:
+  """Per-patch outputs for one clip: `embeddings` [P, D] float32, class `logits` [P, C]."""
+  embeddings: np.ndarray
+  logits: np.ndarray
+
+  def class_probabilities(self) -> np.ndarray:
+    """Clip-level [C] probabilities: mean over patches of the per-class sigmoid (multi-label)."""
+    return np.mean(scipy.special.expit(self.logits), axis=0)
+
+
+class Backbone(Protocol):
+  """A classifier whose penultimate layer is the embedding; inputs are mono 16 kHz clips."""
+  name: str  # shown next to every number computed from it
+
+  def class_names(self) -> tuple[str, ...]:
+    ...
+
+  def __call__(self, waveforms: list[np.ndarray]) -> list[ClipOutput]:
+    ...
