@@ -80,9 +80,10 @@ class Evaluator:
   """Holds the backbones (loaded on first use) so repeated calls, e.g. every N training steps,
   pay their start-up once."""
 
-  def __init__(self, config: EvalConfig = EvalConfig(), music_backbone: Backbone | None = None):
+  def __init__(self, config: EvalConfig = EvalConfig(), sound_backbone: Backbone | None = None,
+               music_backbone: Backbone | None = None):
     self.config = config
-    self._yamnet: Backbone | None = None
+    self._yamnet = sound_backbone
     self._music = music_backbone
 
   @property
@@ -143,10 +144,10 @@ class Evaluator:
                            ("kid", distribution.kernel_distance)):
       def statistic(gen_indices, ref_indices, distance=distance):
         return distance(stacked(generated, gen_indices), stacked(references, ref_indices))
+      value = statistic(*everything)
       low, high = stats.interval(statistic, (len(generated), len(references)),
-                                 self.config.set_resamples, self.config.seed)
-      metrics.append(Metric(task, name, statistic(*everything), low, high, len(generated), backbone,
-                            "lower"))
+                                 self.config.set_resamples, self.config.seed, estimate=value)
+      metrics.append(Metric(task, name, value, low, high, len(generated), backbone, "lower"))
     return metrics
 
   def _label_metrics(self, task: str, backbone: Backbone, samples: list[Sample],

@@ -96,7 +96,7 @@ def read_generated(folder: str | epath.Path) -> list[Generated]:
   if not folder.is_dir():
     raise ItemsError(f"generated folder {folder} does not exist")
   items = []
-  for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
+  for path in sorted(_audio_files(folder)):
     sidecar = path.with_suffix(".json")
     meta = {}
     if sidecar.exists():
@@ -109,6 +109,15 @@ def read_generated(folder: str | epath.Path) -> list[Generated]:
   if not items:
     raise ItemsError(f"no {'/'.join(AUDIO_SUFFIXES)} files under {folder}")
   return items
+
+
+def _audio_files(folder: epath.Path):
+  """Audio files under `folder`, recursively (epath has no recursive glob on gs://)."""
+  for path in folder.iterdir():
+    if path.is_dir():
+      yield from _audio_files(path)
+    elif path.suffix.lower() in AUDIO_SUFFIXES:
+      yield path
 
 
 def pair(generated: list[Generated],

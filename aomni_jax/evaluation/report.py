@@ -65,7 +65,8 @@ def plot_png(metrics: list[Metric]) -> bytes:
     chosen = [m for m in metrics if (m.name, m.backbone) == (name, backbone)]
     positions = range(len(chosen))
     axis.errorbar(positions, [m.value for m in chosen],
-                  yerr=[[m.value - m.low for m in chosen], [m.high - m.value for m in chosen]],
+                  yerr=[[max(0.0, m.value - m.low) for m in chosen],
+                        [max(0.0, m.high - m.value) for m in chosen]],
                   fmt="o", capsize=4)
     axis.set_xticks(list(positions), [m.task for m in chosen])
     arrow = _ARROWS.get(chosen[0].better, "") if chosen else ""
