@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import scipy.special
@@ -33,3 +33,13 @@ class Backbone(Protocol):
 
   def __call__(self, waveforms: list[np.ndarray]) -> list[ClipOutput]:
     ...
+
+
+def run_clips(waveforms: list[np.ndarray], to_patches: Callable[[np.ndarray], np.ndarray],
+              run_patches: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+             ) -> list[ClipOutput]:
+  """Cuts every clip into patches, runs all patches as one batch, and splits the outputs back."""
+  patches = [to_patches(w) for w in waveforms]
+  embeddings, logits = run_patches(np.concatenate(patches))
+  bounds = np.cumsum([0] + [len(p) for p in patches])
+  return [ClipOutput(embeddings[a:b], logits[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]

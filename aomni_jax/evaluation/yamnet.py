@@ -22,6 +22,7 @@ import zipfile
 from etils import epath
 import numpy as np
 
+from aomni_jax.evaluation import backbone
 from aomni_jax.evaluation.backbone import BackboneMissingError
 from aomni_jax.evaluation.backbone import ClipOutput
 
@@ -157,7 +158,4 @@ class Yamnet:
 
   def __call__(self, waveforms: list[np.ndarray]) -> list[ClipOutput]:
     """Scores mono 16 kHz clips together (one batch of all their patches)."""
-    patches = [log_mel_patches(w) for w in waveforms]
-    embeddings, logits = self.run_patches(np.concatenate(patches))
-    bounds = np.cumsum([0] + [len(p) for p in patches])
-    return [ClipOutput(embeddings[a:b], logits[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    return backbone.run_clips(waveforms, log_mel_patches, self.run_patches)

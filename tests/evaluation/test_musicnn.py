@@ -1,0 +1,48 @@
+"""musicnn in JAX: checkpoint read without TensorFlow, tags that make sense on real music, and
+(where TensorFlow is installed) the same numbers as the original."""
+
+import numpy as np
+import pytest
+
+from aomni_jax.evaluation import labels
+from aomni_jax.evaluation import musicnn
+from aomni_jax.evaluation import tf_checkpoint
+from tests.evaluation.conftest import load_mono
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+  weights = musicnn.convert(tmp_path_factory.mktemp("musicnn") / "MTT_musicnn.npz")
+  return musicnn.Musicnn(weights)
+
+
+def test_conversion_keeps_the_inference_weights_only(tmp_path):
+  path = musicnn.convert(tmp_path / "w.npz")
+  weights = np.load(path)
+  assert weights["conv2d/kernel"].shape == (7, 38, 1, 204)  # 7×38 timbral filters, 1.6×128 of them
+  assert weights["dense/kernel"].shape == (1506, 200) and weights["dense_1/kernel"].shape == (200, 50)
+  assert len(weights.files) == 8 * 2 + 11 * 4 + 2 * 2  # 8 conv k/b, 11 BN γβμσ², 2 dense k/b
+  with pytest.raises(tf_checkpoint.CheckpointError, match="not a TensorFlow"):
+    (tmp_path / "x.index").write_bytes(b"\0" * 64)
+    tf_checkpoint.read_checkpoint(tmp_path / "x")
+
+
+# Real recordings (GCompris) and the tag musicnn must rank in its top 3.
+EXPECTED_TAG = {"piano": "piano", "cello": "cello", "japan music": "drums",
+                "beethoven music": "classical"}
+
+
+def test_tags_of_real_music_name_the_instrument_or_genre(model, real_clips):
+  clips = {c.label: c for c in real_clips if c.label in EXPECTED_TAG}
+  outputs = model([load_mono(clips[label], 16000)[:6 * 16000] for label in EXPECTED_TAG])
+  for (label, tag), output in zip(EXPECTED_TAG.items(), outputs):
+    top3 = [musicnn.MTT_TAGS[i] for i in np.argsort(-output.class_probabilities())[:3]]
+    assert tag in top3, (label, top3)
+    assert output.embeddings.shape == (2, 200) and np.all(np.isfinite(output.embeddings))
+  assert labels.classes_for_label("solo piano", musicnn.MTT_TAGS) == [musicnn.MTT_TAGS.index(
+      "piano"), musicnn.MTT_TAGS.index("solo")]
+
+
+def test_short_clips_are_repeat_padded_to_one_patch():
+  patches = musicnn.log_mel_patches(np.sin(np.arange(8000) * 0.1))
+  assert patches.shape == (1, musicnn.PATCH_FRAMES, musicnn.MELS)
