@@ -39,7 +39,7 @@ MTT_TAGS = (
 CACHE = os.path.expanduser("~/.cache/aomni_jax/musicnn/MTT_musicnn.npz")
 INSTALL_HINT = "pip install --no-deps musicnn==0.1.0 (it carries the MTT_musicnn checkpoint)"
 _BN_EPSILON = 1e-3  # tf.layers.batch_normalization's default
-_BATCH = 32  # patches per jitted call (one compiled shape)
+DEFAULT_BATCH = 32  # patches per jitted call (one compiled shape); larger suits accelerators
 
 
 def convert(out_path: str | epath.Path = CACHE) -> epath.Path:
@@ -155,8 +155,9 @@ class Musicnn:
   """MTT_musicnn on mono 16 kHz clips: 200-d embeddings and 50 tag logits per 3 s patch."""
   name = "musicnn MTT (JAX port of musicnn 0.1.0)"
 
-  def __init__(self, weights: str | epath.Path = CACHE):
+  def __init__(self, weights: str | epath.Path = CACHE, batch: int = DEFAULT_BATCH):
     self._params = load_params(weights)
+    self._batch = batch
 
   def class_names(self) -> tuple[str, ...]:
     return MTT_TAGS
@@ -164,9 +165,9 @@ class Musicnn:
   def run_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[P, 187, 96] → (embeddings [P, 200], logits [P, 50]), in fixed-size jitted batches."""
     embeddings, logits = [], []
-    for start in range(0, len(patches), _BATCH):
-      chunk = patches[start:start + _BATCH]
-      padded = np.pad(chunk, ((0, _BATCH - len(chunk)), (0, 0), (0, 0)))
+    for start in range(0, len(patches), self._batch):
+      chunk = patches[start:start + self._batch]
+      padded = np.pad(chunk, ((0, self._batch - len(chunk)), (0, 0), (0, 0)))
       embedding, logit = forward(self._params, jnp.asarray(padded))
       embeddings.append(np.asarray(embedding)[:len(chunk)])
       logits.append(np.asarray(logit)[:len(chunk)])
