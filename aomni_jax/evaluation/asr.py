@@ -86,8 +86,8 @@ class _Moonshine:
     try:
       folder = importlib.resources.files("moonshine_cpp").joinpath("models/base-en")
     except ModuleNotFoundError as error:
-      raise BackboneMissingError(f"the ASR backbone needs the moonshine-cpp wheel: {INSTALL_HINT}") \
-          from error
+      raise BackboneMissingError(
+          f"the ASR backbone needs the moonshine-cpp wheel: {INSTALL_HINT}") from error
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     self._encoder = onnxruntime.InferenceSession(

@@ -151,7 +151,8 @@ class Evaluator:
     return metrics
 
   def _label_metrics(self, task: str, backbone: Backbone, samples: list[Sample],
-                     generated: list[ClipOutput], references: dict[int, ClipOutput]) -> list[Metric]:
+                     generated: list[ClipOutput],
+                     references: dict[int, ClipOutput]) -> list[Metric]:
     scores, hits, divergences, skipped = [], [], [], collections.Counter()
     for index, sample in enumerate(samples):
       classes = sorted({c for label in sample.labels

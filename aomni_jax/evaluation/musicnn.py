@@ -72,8 +72,8 @@ def slaney_mel_filters() -> np.ndarray:
   def hz_to_mel(hz):
     hz = np.asarray(hz, np.float64)
     linear = hz / (200.0 / 3)
-    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27),
-                    linear)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27)
+    return np.where(hz >= 1000.0, log_part, linear)
 
   def mel_to_hz(mel):
     return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27) * (mel - 15.0)),

@@ -20,7 +20,8 @@ def test_conversion_keeps_the_inference_weights_only(tmp_path):
   path = musicnn.convert(tmp_path / "w.npz")
   weights = np.load(path)
   assert weights["conv2d/kernel"].shape == (7, 38, 1, 204)  # 7×38 timbral filters, 1.6×128 of them
-  assert weights["dense/kernel"].shape == (1506, 200) and weights["dense_1/kernel"].shape == (200, 50)
+  assert weights["dense/kernel"].shape == (1506, 200)
+  assert weights["dense_1/kernel"].shape == (200, 50)
   assert len(weights.files) == 8 * 2 + 11 * 4 + 2 * 2  # 8 conv k/b, 11 BN γβμσ², 2 dense k/b
   with pytest.raises(tf_checkpoint.CheckpointError, match="not a TensorFlow"):
     (tmp_path / "x.index").write_bytes(b"\0" * 64)
