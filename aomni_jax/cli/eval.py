@@ -29,6 +29,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
   parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for per-item CIs")
   parser.add_argument("--set-bootstrap", type=int, default=50, help="resamples for FAD/KID CIs")
   parser.add_argument("--no-musicnn", action="store_true", help="skip the musicnn backbone")
+  parser.add_argument("--yamnet", choices=("jax", "onnx"), default="jax",
+                      help="float YAMNet in JAX (any device) or the int8 ONNX (CPU, faster there)")
   parser.add_argument("--tensorboard", help="also log the numbers to this TensorBoard folder")
   parser.add_argument("--step", type=int, default=0, help="TensorBoard step of these numbers")
   return parser
@@ -67,7 +69,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                     "the manifest's `id`")
   samples = items.load_samples(pairs, progress=True)
   music = None if args.no_musicnn else evaluate.music_backbone_or_none()
-  config = evaluate.EvalConfig(item_resamples=args.bootstrap, set_resamples=args.set_bootstrap)
+  config = evaluate.EvalConfig(item_resamples=args.bootstrap, set_resamples=args.set_bootstrap,
+                               yamnet=args.yamnet)
   metrics = evaluate.Evaluator(config, music_backbone=music).evaluate(samples, progress=True)
   inputs = {"generated": str(args.generated), "reference": str(args.reference),
             "evaluated": len(samples), "unmatched_generated": len(unmatched),

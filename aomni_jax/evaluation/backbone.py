@@ -43,3 +43,17 @@ def run_clips(waveforms: list[np.ndarray], to_patches: Callable[[np.ndarray], np
   embeddings, logits = run_patches(np.concatenate(patches))
   bounds = np.cumsum([0] + [len(p) for p in patches])
   return [ClipOutput(embeddings[a:b], logits[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def run_in_batches(function: Callable, patches: np.ndarray,
+                   batch: int) -> tuple[np.ndarray, np.ndarray]:
+  """Applies a jitted `patches → (embeddings, logits)` to fixed-size, zero-padded batches, so
+  it compiles once whatever the number of patches."""
+  embeddings, logits = [], []
+  for start in range(0, len(patches), batch):
+    chunk = patches[start:start + batch]
+    padding = [(0, batch - len(chunk))] + [(0, 0)] * (chunk.ndim - 1)
+    embedding, logit = function(np.pad(chunk, padding))
+    embeddings.append(np.asarray(embedding)[:len(chunk)])
+    logits.append(np.asarray(logit)[:len(chunk)])
+  return np.concatenate(embeddings), np.concatenate(logits)

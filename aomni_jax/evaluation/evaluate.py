@@ -2,6 +2,7 @@
 
 Per task (reference audio, labels and transcripts come from each sample):
   all tasks with reference audio   FAD and KID on YAMNet embeddings (+ musicnn for t2m)
+                                   (float YAMNet in JAX by default; the int8 ONNX on request)
   t2a, t2m, add (with labels)      label score, top-5 hit rate, KL(reference ‖ generated)
   tts                              WER / CER of Moonshine against the transcript, and the same
                                    ASR's WER / CER on the real reference speech next to it
@@ -29,6 +30,7 @@ from aomni_jax.evaluation import fidelity
 from aomni_jax.evaluation import labels as label_metrics
 from aomni_jax.evaluation import stats
 from aomni_jax.evaluation import yamnet
+from aomni_jax.evaluation import yamnet_jax
 from aomni_jax.evaluation.backbone import Backbone
 from aomni_jax.evaluation.backbone import BackboneMissingError
 from aomni_jax.evaluation.backbone import ClipOutput
@@ -74,6 +76,9 @@ class EvalConfig:
   set_resamples: int = 50  # bootstrap draws for FAD / KID (each is a 1024-d eigensolve)
   seed: int = 0
   top_k: int = 5
+  # "jax": float YAMNet on the default JAX device (accelerators); "onnx": the wheel's int8 graph
+  # on ONNX Runtime (CPU). Their numbers differ; every metric names the one it used.
+  yamnet: str = "jax"
 
 
 class Evaluator:
@@ -89,7 +94,10 @@ class Evaluator:
   @property
   def sound_backbone(self) -> Backbone:
     if self._yamnet is None:
-      self._yamnet = yamnet.Yamnet()
+      if self.config.yamnet not in ("jax", "onnx"):
+        raise fidelity.MetricInputError(f"unknown YAMNet backend {self.config.yamnet!r}: "
+                                        "use 'jax' or 'onnx'")
+      self._yamnet = yamnet_jax.YamnetJax() if self.config.yamnet == "jax" else yamnet.Yamnet()
     return self._yamnet
 
   def evaluate(self, samples: list[Sample], progress: bool = False) -> list[Metric]:

@@ -164,14 +164,8 @@ class Musicnn:
 
   def run_patches(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[P, 187, 96] → (embeddings [P, 200], logits [P, 50]), in fixed-size jitted batches."""
-    embeddings, logits = [], []
-    for start in range(0, len(patches), self._batch):
-      chunk = patches[start:start + self._batch]
-      padded = np.pad(chunk, ((0, self._batch - len(chunk)), (0, 0), (0, 0)))
-      embedding, logit = forward(self._params, jnp.asarray(padded))
-      embeddings.append(np.asarray(embedding)[:len(chunk)])
-      logits.append(np.asarray(logit)[:len(chunk)])
-    return np.concatenate(embeddings), np.concatenate(logits)
+    return backbone.run_in_batches(lambda batch: forward(self._params, batch), patches,
+                                   self._batch)
 
   def __call__(self, waveforms: list[np.ndarray]) -> list[ClipOutput]:
     return backbone.run_clips(waveforms, log_mel_patches, self.run_patches)

@@ -1,6 +1,6 @@
 """The evaluation report: report.json (every number), report.md (a table per task), report.png.
 
-Every number names its backbone. These are offline stand-ins for the paper's metrics (YAMNet-int8
+Every number names its backbone. These are offline stand-ins for the paper's metrics (YAMNet
 and musicnn instead of VGGish/PANNs/CLAP, Moonshine instead of Whisper), so they compare
 checkpoints of this project with each other and are not comparable with the paper's tables.
 """
@@ -16,7 +16,7 @@ from etils import epath
 
 from aomni_jax.evaluation.evaluate import Metric
 
-DISCLAIMER = ("Offline stand-in metrics: backbones differ from the paper's (YAMNet-int8 / musicnn "
+DISCLAIMER = ("Offline stand-in metrics: backbones differ from the paper's (YAMNet / musicnn "
               "instead of VGGish, PANNs and CLAP; Moonshine base-en instead of Whisper). Compare "
               "these numbers with each other, not with published tables.")
 _ARROWS = {"lower": "↓", "higher": "↑"}

