@@ -6,7 +6,7 @@ share an environment with our JAX. `convert()` reads the checkpoint once without
 network (Pons & Serra 2019) as one jitted pure function, so it runs batched on an accelerator.
 
 Front end as in musicnn's extractor: 16 kHz, librosa-style Slaney mel power spectrogram
-(512-point FFT, hop 256, 96 bands, centred reflect padding), rounded to float16, then
+(512-point FFT, hop 256, 96 bands, centred zero padding), rounded to float16, then
 log10(10000·x + 1); non-overlapping 3 s patches (187 frames). Clips shorter than one patch are
 repeated to fill it, as musicnn's training did ("repeat-pad").
 """
@@ -95,7 +95,7 @@ def log_mel_patches(waveform: np.ndarray) -> np.ndarray:
   min_samples = (PATCH_FRAMES - 1) * HOP + 1
   if len(waveform) < min_samples:
     waveform = np.resize(waveform, min_samples)  # repeat-pad
-  padded = np.pad(waveform, FFT // 2, mode="reflect")
+  padded = np.pad(waveform, FFT // 2)  # librosa ≥ 0.10 centres with zeros, as musicnn runs now
   frames = np.lib.stride_tricks.sliding_window_view(padded, FFT)[::HOP]
   window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(FFT) / FFT)
   power = np.abs(np.fft.rfft(frames * window, axis=-1))**2
