@@ -142,19 +142,30 @@ class Evaluator:
 
   def _set_metrics(self, task: str, backbone: str, generated: list[ClipOutput],
                    references: list[ClipOutput]) -> list[Metric]:
-    """FAD and KID between the generated and reference sets (patch embeddings, clips resampled)."""
+    """FAD on patch embeddings (the usual pooling) and KID on clip-mean embeddings (one per
+    independent clip, where its unbiasedness matters); bootstrap resamples whole clips."""
     def stacked(outputs: list[ClipOutput], indices: np.ndarray) -> np.ndarray:
       return np.concatenate([outputs[i].embeddings for i in indices])
 
-    everything = (np.arange(len(generated)), np.arange(len(references)))
+    def fad(gen_indices: np.ndarray, ref_indices: np.ndarray) -> float:
+      return distribution.frechet_distance(stacked(generated, gen_indices),
+                                           stacked(references, ref_indices))
+
+    kernels = distribution.kernel_matrices(np.stack([o.embeddings.mean(0) for o in generated]),
+                                           np.stack([o.embeddings.mean(0) for o in references]))
+
+    def kid(gen_indices: np.ndarray, ref_indices: np.ndarray) -> float:
+      k_gg, k_rr, k_gr = kernels
+      return distribution.mmd2_from_kernels(k_gg[np.ix_(gen_indices, gen_indices)],
+                                            k_rr[np.ix_(ref_indices, ref_indices)],
+                                            k_gr[np.ix_(gen_indices, ref_indices)])
+
+    counts = (len(generated), len(references))
     metrics = []
-    for name, distance in (("fad", distribution.frechet_distance),
-                           ("kid", distribution.kernel_distance)):
-      def statistic(gen_indices, ref_indices, distance=distance):
-        return distance(stacked(generated, gen_indices), stacked(references, ref_indices))
-      value = statistic(*everything)
-      low, high = stats.interval(statistic, (len(generated), len(references)),
-                                 self.config.set_resamples, self.config.seed, estimate=value)
+    for name, statistic in (("fad", fad), ("kid", kid)):
+      value = statistic(np.arange(counts[0]), np.arange(counts[1]))
+      low, high = stats.interval(statistic, counts, self.config.set_resamples, self.config.seed,
+                                 estimate=value)
       metrics.append(Metric(task, name, value, low, high, len(generated), backbone, "lower"))
     return metrics
 
@@ -186,13 +197,14 @@ class Evaluator:
     metrics = []
     for name, clips in (("", generated), ("reference_", references)):
       item_errors, skipped = [], collections.Counter()
-      chosen = [(s, c) for s, c in zip(samples, clips) if c is not None]
-      texts = asr.transcribe([c for _, c in chosen]) if chosen else []
-      for (sample, _), text in zip(chosen, texts):
-        if not sample.transcript:
-          skipped["no transcript"] += 1
+      for sample, clip in zip(samples, clips):
+        if clip is None or not sample.transcript:
+          skipped["no transcript" if clip is not None else "no reference"] += 1
           continue
-        item_errors.append(asr.errors(sample.transcript, text))
+        try:
+          item_errors.append(asr.errors(sample.transcript, asr.transcribe([clip])[0]))
+        except fidelity.MetricInputError as error:
+          skipped[_reason(error)] += 1
       if not item_errors:
         continue
       for rate_index, rate_name in enumerate(("wer", "cer")):

@@ -29,20 +29,17 @@ def remove_samples(real_clips):
 
 
 def test_faithful_edits_beat_lazy_ones_on_every_edit_metric(remove_samples, yamnet_model):
+  """Also checks the TensorBoard tags the training loop logs (eval/<task>/<metric>)."""
   evaluator = evaluate.Evaluator(CONFIG, sound_backbone=yamnet_model)
-  faithful, lazy = ({(m.name): m.value for m in evaluator.evaluate(samples)}
+  faithful, lazy = ({tag.rsplit("/", 1)[-1]: value
+                     for tag, value in evaluate.scalars(evaluator.evaluate(samples)).items()}
                     for samples in remove_samples)
   assert faithful["si_sdr"] > lazy["si_sdr"] + 10
   assert faithful["lsd"] < lazy["lsd"] and faithful["mel_distance"] < lazy["mel_distance"]
   assert faithful["leakage_si_sdr"] < lazy["leakage_si_sdr"] - 10
   assert lazy["change_mel_distance"] == pytest.approx(0.0, abs=1e-9)
   assert faithful["change_mel_distance"] > 0.05
-
-
-def test_scalars_are_flat_tensorboard_tags(remove_samples, yamnet_model):
-  metrics = evaluate.Evaluator(CONFIG, sound_backbone=yamnet_model).evaluate(remove_samples[0])
-  tags = evaluate.scalars(metrics, prefix="val")
-  assert "val/remove/si_sdr" in tags and all(np.isfinite(v) for v in tags.values())
+  assert {"fad", "kid", "si_sdr"} <= set(faithful) and all(np.isfinite(list(faithful.values())))
 
 
 def test_a_silent_output_is_counted_not_nan(remove_samples, yamnet_model):
@@ -70,3 +67,16 @@ def test_default_sound_backbone_is_the_jax_port():
   assert evaluate.Evaluator().sound_backbone.name.startswith("YAMNet-float")
   with pytest.raises(fidelity.MetricInputError, match="unknown YAMNet backend"):
     _ = evaluate.Evaluator(evaluate.EvalConfig(yamnet="tflite")).sound_backbone
+
+
+def test_tts_reports_wer_next_to_the_asr_wer_on_the_real_reference(real_clips):
+  prompt = min((c for c in real_clips if c.source == "asterisk-core-sounds-en"
+                and len(c.transcript.split()) >= 5), key=lambda c: len(c.transcript))
+  speech = load_mono(prompt, RATE)
+  muffled = speech + 0.3 * np.std(speech) * np.random.default_rng(0).standard_normal(len(speech))
+  sample = evaluate.Sample(id="tts-0", task="tts", audio=muffled, rate=RATE, reference=speech,
+                           transcript=prompt.transcript)
+  metrics = {m.name: m for m in evaluate.Evaluator(CONFIG).evaluate([sample])}
+  assert set(metrics) == {"wer", "cer", "reference_wer", "reference_cer"}
+  assert metrics["reference_wer"].value <= metrics["wer"].value + 1e-9
+  assert metrics["wer"].backbone.startswith("moonshine") and metrics["wer"].n == 1
