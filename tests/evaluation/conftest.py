@@ -13,6 +13,9 @@ import pytest
 from aomni_jax.audio import dsp
 from aomni_jax.audio import io as audio_io
 from aomni_jax.data import sources
+# The data tests' tiny built dataset (and the clip folder it is built from), shared here.
+from tests.data.conftest import clip_folder  # noqa: F401
+from tests.data.conftest import tiny_dataset  # noqa: F401
 
 CACHE_DIR = os.path.expanduser("~/.cache/aomni_jax/debian")
 

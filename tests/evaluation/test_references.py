@@ -8,8 +8,6 @@ import pytest
 from aomni_jax.data import records
 from aomni_jax.evaluation import items
 from aomni_jax.evaluation import references
-from tests.data.conftest import clip_folder  # noqa: F401  (fixture tiny_dataset needs)
-from tests.data.conftest import tiny_dataset  # noqa: F401,F811  (fixture)
 
 
 def test_export_writes_targets_inputs_and_residuals_that_add_up(tiny_dataset, tmp_path):
