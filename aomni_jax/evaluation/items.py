@@ -2,8 +2,10 @@
 
 Generated folder (what `aomni-generate` writes): every `*.wav` / `*.flac` with an optional
 `<stem>.json` sidecar. The reader is tolerant: it uses `id` (or `item_id`) and `task` from the
-sidecar when present, else the file stem as id and the reference's task; every other field
-(prompt, seed, checkpoint, seconds, …) is kept as `meta`. Several clips may share an id (seeds).
+sidecar when present (ours, "t2a", or the official "T2A", "Style Transfer", …; "vc" is scored as
+tts), else the file stem as id and the reference's task; every other field (prompt, seed,
+checkpoint, seconds, …) is kept as `meta`. Clips whose sidecar has a `status` other than "ok"
+are left out. Several clips may share an id (seeds).
 
 Reference manifest, one JSON object per line; paths are relative to the manifest's folder and may
 be `gs://` URIs:
@@ -13,7 +15,7 @@ be `gs://` URIs:
   path        reference audio: the real recording (t2a/t2m), real speech (tts), the edit target
   prompt      the text prompt (optional)
   labels      class names the prompt asks for, e.g. ["dog barking"] (t2a/t2m label score)
-  transcript  the text to be spoken (tts)
+  transcript  the text to be spoken (tts; `reference_text`, aomni-generate's name, works too)
   input       the edit's input audio (editing tasks)
   residual    input minus target, i.e. what an edit must leave out (remove / extract; optional)
 """
@@ -84,7 +86,7 @@ def read_manifest(manifest: str | epath.Path) -> list[Reference]:
     references.append(Reference(
         id=str(row["id"]), task=row["task"], prompt=row.get("prompt", ""),
         labels=(labels,) if isinstance(labels, str) else tuple(labels),
-        transcript=row.get("transcript", ""),
+        transcript=row.get("transcript", row.get("reference_text", "")),
         **{key: folder / row[key] if row.get(key) else None
            for key in ("path", "input", "residual")}))
   return references
@@ -104,11 +106,22 @@ def read_generated(folder: str | epath.Path) -> list[Generated]:
         meta = json.loads(sidecar.read_text())
       except json.JSONDecodeError as error:
         raise ItemsError(f"{sidecar}: not JSON ({error.msg})") from error
+    if meta.get("status", "ok") != "ok":
+      continue
     item_id = str(meta.get("id", meta.get("item_id", path.stem)))
-    items.append(Generated(id=item_id, path=path, task=str(meta.get("task", "")), meta=meta))
+    items.append(Generated(id=item_id, path=path, task=_task(meta.get("task", "")), meta=meta))
   if not items:
     raise ItemsError(f"no {'/'.join(AUDIO_SUFFIXES)} files under {folder}")
   return items
+
+
+def _task(name: str) -> str:
+  """Our task name for a sidecar's task (ours or the official one); "" when we cannot score it
+  (v2a, v2m: no video references), so the manifest's task decides."""
+  official = {value.lower(): key for key, value in templates.PROMPT_TASKS.items()}
+  name = str(name).lower()
+  name = {"vc": "tts"}.get(name, name)
+  return name if name in templates.TASKS else official.get(name, "")
 
 
 def _audio_files(folder: epath.Path):

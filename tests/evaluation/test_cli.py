@@ -31,8 +31,10 @@ def eval_inputs(tmp_path_factory, real_clips):
             "explore_farm_animals"][:6]
   backgrounds = [c for c in real_clips if c.kind == "background"][:6]
   for index, (clip, other) in enumerate(zip(events, events[1:] + events[:1])):
+    # aomni-generate's sidecar names the official task ("T2A"); ours ("t2a") is read as well.
     _write(generated / f"t2a-{index}.wav", load_mono(clip, RATE)[:3 * RATE],
-           {"id": f"t2a-{index}", "task": "t2a", "prompt": clip.label, "seed": 0})
+           {"id": f"t2a-{index}", "task": "T2A" if index % 2 else "t2a", "status": "ok",
+            "prompt": clip.label, "seed": 0})
     _write(refs / f"t2a-{index}.wav", load_mono(other, RATE)[:3 * RATE])
     rows.append({"id": f"t2a-{index}", "task": "t2a", "path": f"t2a-{index}.wav",
                  "labels": [clip.label]})
@@ -50,6 +52,7 @@ def eval_inputs(tmp_path_factory, real_clips):
     rows.append({"id": f"remove-{index}", "task": "remove", "path": f"remove-{index}-target.wav",
                  "input": f"remove-{index}-input.wav", "residual": f"remove-{index}-residual.wav",
                  "labels": [event.label]})
+  _write(generated / "failed.wav", np.zeros(RATE), {"id": "t2a-0", "status": "error"})
   (refs / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   return generated, refs / "manifest.jsonl", root
 
