@@ -66,3 +66,23 @@ def test_tags_of_real_music_name_the_instrument_or_genre(model, real_clips):
 def test_short_clips_are_repeat_padded_to_one_patch():
   patches = musicnn.log_mel_patches(np.sin(np.arange(8000) * 0.1))
   assert patches.shape == (1, musicnn.PATCH_FRAMES, musicnn.MELS)
+
+
+def test_t2m_is_scored_with_yamnet_and_musicnn(model, yamnet_model, real_clips):
+  from aomni_jax.evaluation import evaluate
+  instruments = [c for c in real_clips if c.label in ("piano", "violin", "flute", "cello")]
+  samples = []
+  for clip in instruments:
+    audio = load_mono(clip, 16000)
+    samples.append(evaluate.Sample(id=clip.label, task="t2m", audio=audio[:3 * 16000],
+                                   rate=16000, reference=audio[-3 * 16000:],
+                                   labels=(clip.label,)))
+  metrics = evaluate.Evaluator(evaluate.EvalConfig(item_resamples=50, set_resamples=2),
+                               sound_backbone=yamnet_model, music_backbone=model).evaluate(samples)
+  by_backbone = {}
+  for metric in metrics:
+    by_backbone.setdefault(metric.backbone, set()).add(metric.name)
+  assert by_backbone[model.name] == by_backbone[yamnet_model.name] == {
+      "fad", "kid", "label_score", "top5_hit", "kl"}
+  music_hits = next(m for m in metrics if m.backbone == model.name and m.name == "top5_hit")
+  assert music_hits.n == len(instruments) and music_hits.value >= 0.75
