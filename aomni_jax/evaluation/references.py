@@ -23,9 +23,12 @@ from aomni_jax.evaluation import items
 def export_references(data_dir: str, out_dir: str | epath.Path, tasks: tuple[str, ...] = (),
                       limit_per_task: int | None = None) -> epath.Path:
   """Writes OUT/manifest.jsonl + OUT/audio/*.flac for the chosen tasks; returns the manifest."""
+  try:
+    manifest = records.Manifest.load(data_dir)
+  except FileNotFoundError as error:
+    raise items.ItemsError(f"{error}; build one with `aomni-data build`") from error
   out_dir = epath.Path(out_dir)
   (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-  manifest = records.Manifest.load(data_dir)
   source = loader.ExampleSource(manifest.shard_paths(data_dir))
   counts: dict[str, int] = {}
   rows = []

@@ -31,3 +31,8 @@ def test_export_writes_targets_inputs_and_residuals_that_add_up(tiny_dataset, tm
 def test_export_refuses_a_task_the_dataset_lacks(tiny_dataset, tmp_path):
   with pytest.raises(items.ItemsError, match="no examples"):
     references.export_references(tiny_dataset, tmp_path / "refs", tasks=("style",))
+
+
+def test_a_folder_that_is_not_a_dataset_is_a_clear_error(tmp_path):
+  with pytest.raises(items.ItemsError, match="aomni-data build"):
+    references.export_references(str(tmp_path), tmp_path / "refs")
