@@ -61,8 +61,8 @@ def test_eval_writes_json_markdown_and_png_with_backbones_and_intervals(eval_inp
   generated, manifest, root = eval_inputs
   out = root / "report"
   assert eval_cli.main(["--generated", str(generated), "--reference", str(manifest), "--out",
-                        str(out), "--no-musicnn", "--yamnet", "onnx", "--set-bootstrap", "5", "--bootstrap", "200",
-                        "--tensorboard", str(root / "tb")]) == 0
+                        str(out), "--no-musicnn", "--yamnet", "onnx", "--set-bootstrap", "5",
+                        "--bootstrap", "200", "--tensorboard", str(root / "tb")]) == 0
   report = json.loads((out / "report.json").read_text())
   metrics = {(m["task"], m["name"]): m for m in report["metrics"]}
   assert {("t2a", "fad"), ("t2a", "kid"), ("t2a", "label_score"), ("t2a", "kl"),
