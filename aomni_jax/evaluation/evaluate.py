@@ -259,11 +259,12 @@ def scalars(metrics: list[Metric], prefix: str = "eval") -> dict[str, float]:
   return {f"{prefix}/{m.task}/{m.name}": m.value for m in metrics}
 
 
-def music_backbone_or_none() -> Backbone | None:
-  """musicnn when its converted checkpoint can be made here, else None (t2m then uses YAMNet)."""
+def music_backbone_or_none(weights: str | None = None) -> Backbone | None:
+  """musicnn when its converted checkpoint exists or can be made from the wheel, else None
+  (t2m is then scored with YAMNet only, and the report says so)."""
   from aomni_jax.evaluation import musicnn
   try:
-    return musicnn.Musicnn()
+    return musicnn.Musicnn(weights or musicnn.CACHE)
   except BackboneMissingError:
     return None
 

@@ -86,3 +86,10 @@ def test_t2m_is_scored_with_yamnet_and_musicnn(model, yamnet_model, real_clips):
       "fad", "kid", "label_score", "top5_hit", "kl"}
   music_hits = next(m for m in metrics if m.backbone == model.name and m.name == "top5_hit")
   assert music_hits.n == len(instruments) and music_hits.value >= 0.75
+
+
+def test_cli_uses_musicnn_when_its_wheel_is_there(tmp_path, monkeypatch):
+  from aomni_jax.evaluation import evaluate
+  assert isinstance(evaluate.music_backbone_or_none(str(tmp_path / "w.npz")), musicnn.Musicnn)
+  monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+  assert evaluate.music_backbone_or_none(str(tmp_path / "absent.npz")) is None
