@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import uuid
 from typing import Callable, Protocol
 
+from etils import epath
 import numpy as np
 import scipy.special
 
@@ -57,3 +60,16 @@ def run_in_batches(function: Callable, patches: np.ndarray,
     embeddings.append(np.asarray(embedding)[:len(chunk)])
     logits.append(np.asarray(logit)[:len(chunk)])
   return np.concatenate(embeddings), np.concatenate(logits)
+
+
+def save_weights(path: str | epath.Path, arrays: dict[str, np.ndarray]) -> epath.Path:
+  """Writes converted weights as .npz via a temporary name and a rename, so processes that
+  convert at the same time never read a half-written file."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+  staging.write_bytes(buffer.getvalue())
+  staging.replace(path)
+  return path

@@ -50,11 +50,7 @@ def convert(out_path: str | epath.Path = CACHE) -> epath.Path:
   prefix = os.path.join(spec.submodule_search_locations[0], "MTT_musicnn", "")
   weights = {name: value for name, value in tf_checkpoint.read_checkpoint(prefix).items()
              if "Adam" not in name and "power" not in name}
-  out_path = epath.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  with out_path.open("wb") as handle:
-    np.savez(handle, **weights)
-  return out_path
+  return backbone.save_weights(out_path, weights)
 
 
 def load_params(path: str | epath.Path = CACHE) -> dict[str, jax.Array]:

@@ -54,11 +54,7 @@ def convert(out_path: str | epath.Path = CACHE) -> epath.Path:
   classifier = next(n for n in model.graph.node if n.op_type == "Gemm")
   arrays["classifier_kernel"] = float_source(classifier.input[1])  # [521, 1024] (transB)
   arrays["classifier_bias"] = float_source(classifier.input[2])
-  out_path = epath.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  with out_path.open("wb") as handle:
-    np.savez(handle, **arrays)
-  return out_path
+  return backbone.save_weights(out_path, arrays)
 
 
 def load(path: str | epath.Path = CACHE) -> tuple[tuple[tuple[int, ...], ...], dict]:
