@@ -166,6 +166,8 @@ class Evaluator:
       value = statistic(np.arange(counts[0]), np.arange(counts[1]))
       low, high = stats.interval(statistic, counts, self.config.set_resamples, self.config.seed,
                                  estimate=value)
+      if name == "fad":  # a distance between Gaussians is never negative (KID, unbiased, can be)
+        low = max(low, 0.0)
       metrics.append(Metric(task, name, value, low, high, len(generated), backbone, "lower"))
     return metrics
 
