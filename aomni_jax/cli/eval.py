@@ -14,17 +14,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from aomni_jax.cli.errors import ArgumentParser
 from aomni_jax.cli.errors import UserError
 from aomni_jax.cli.errors import console
 from aomni_jax.data import templates
 
 
-def _evaluate_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aomni-eval", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--generated", required=True, help="folder of generated audio + sidecars")
-  parser.add_argument("--reference", required=True, help="reference manifest (JSONL)")
-  parser.add_argument("--out", required=True, help="report folder")
+def _parser() -> argparse.ArgumentParser:
+  parser = ArgumentParser(prog="aomni-eval", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--generated", help="folder of generated audio + sidecars (required)")
+  parser.add_argument("--reference", help="reference manifest (JSONL) (required)")
+  parser.add_argument("--out", help="report folder (required)")
   parser.add_argument("--tasks", default="", help=f"comma list of {','.join(templates.TASKS)}")
   parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for per-item CIs")
   parser.add_argument("--set-bootstrap", type=int, default=50, help="resamples for FAD/KID CIs")
@@ -33,16 +34,14 @@ def _evaluate_parser() -> argparse.ArgumentParser:
                       help="float YAMNet in JAX (any device) or the int8 ONNX (CPU, faster there)")
   parser.add_argument("--tensorboard", help="also log the numbers to this TensorBoard folder")
   parser.add_argument("--step", type=int, default=0, help="TensorBoard step of these numbers")
-  return parser
-
-
-def _references_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="aomni-eval references",
+  commands = parser.add_subparsers(dest="command", required=False)
+  references = commands.add_parser("references",
                                    description="dataset → reference manifest + ground truth")
-  parser.add_argument("--data", required=True, help="a built dataset folder")
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--tasks", default="", help=f"comma list of {','.join(templates.TASKS)}")
-  parser.add_argument("--limit", type=int, help="at most this many items per task")
+  references.add_argument("--data", required=True, help="a built dataset folder")
+  references.add_argument("--out", required=True)
+  references.add_argument("--tasks", default="",
+                          help=f"comma list of {','.join(templates.TASKS)}")
+  references.add_argument("--limit", type=int, help="at most this many items per task")
   return parser
 
 
@@ -101,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
   from aomni_jax.evaluation.fidelity import MetricInputError
   from aomni_jax.evaluation.items import ItemsError
   try:
-    if argv[:1] == ["references"]:
-      return _references(_references_parser().parse_args(argv[1:]))
-    return _evaluate(_evaluate_parser().parse_args(argv))
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "references":
+      return _references(args)
+    missing = [f"--{n}" for n in ("generated", "reference", "out") if not getattr(args, n)]
+    if missing:
+      parser.error(f"the following arguments are required: {', '.join(missing)}")
+    return _evaluate(args)
   except (ItemsError, MetricInputError, BackboneMissingError) as error:
     raise UserError(str(error)) from error
 
