@@ -168,3 +168,80 @@ def test_bad_items_are_recorded_with_one_line_reasons(run):
   assert by_line[len(run.specs) + 1]["reason"].startswith("line 18 is not valid JSON")
   assert by_line[len(run.specs) + 2]["reason"].startswith("duplicate id 't2a': line 1 has it")
   assert results["t2a"]["status"] == "ok"
+
+
+def test_resume_after_a_kill_redoes_nothing(run, monkeypatch, tmp_path):
+  manifest = tmp_path / "good.jsonl"
+  manifest.write_text("\n".join(json.dumps(dict(s, audio=str(run.manifest.parent / s["audio"]))
+                                           if "audio" in s else s) for s in GOOD) + "\n")
+  out = tmp_path / "out"
+  real = engine.AudioOmni.generate_batch
+  calls = []
+
+  def killed_after_one_batch(self, requests, *args, **kwargs):
+    if calls:
+      raise KeyboardInterrupt  # the kill arrives during the second batch
+    calls.append(len(requests))
+    return real(self, requests, *args, **kwargs)
+
+  argv = ["--checkpoint", str(run.model), "--manifest", str(manifest), "--out-dir", str(out),
+          "--batch-size", str(BATCH), "--dtype", "float32", "--wav-format", "float"]
+  monkeypatch.setattr(engine.AudioOmni, "generate_batch", killed_after_one_batch)
+  with pytest.raises(KeyboardInterrupt):
+    generate_cli.main(argv)
+  first = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+  assert calls == [6] and len(first) == 6 and not (out / "results.jsonl").exists()
+
+  def counted(self, requests, *args, **kwargs):
+    calls.append(len(requests))
+    return real(self, requests, *args, **kwargs)
+
+  calls.clear()
+  monkeypatch.setattr(engine.AudioOmni, "generate_batch", counted)
+  assert generate_cli.main(argv) == 0
+  assert calls == [2, 1]  # tts + vc, then the long-form item; the first six are not redone
+  assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name in first} == first
+  results = _results(out)
+  assert sum(r.get("resumed", False) for r in results.values()) == 6
+  for spec in GOOD:  # the restart gives exactly the audio of the uninterrupted run
+    np.testing.assert_array_equal(_wav(out / f"{spec['id']}.wav"),
+                                  _wav(run.out / f"{spec['id']}.wav"), err_msg=spec["id"])
+
+
+def test_single_item_mode(run, tmp_path):
+  out = tmp_path / "rain.wav"
+  assert generate_cli.main(["--checkpoint", str(run.model), "--task", "t2a", "--prompt",
+                            GOOD[0]["prompt"], "--out", str(out), "--mesh", "data=1",
+                            "--dtype", "float32", "--wav-format", "float",
+                            "--spectrogram"]) == 0
+  np.testing.assert_allclose(_wav(out), _wav(run.out / "t2a.wav"), rtol=0,
+                             atol=SINGLE_DEVICE_ATOL)
+  sidecar = json.loads((tmp_path / "rain.json").read_text())
+  assert sidecar["png"] == "rain.png" and (tmp_path / "rain.png").stat().st_size > 0
+  assert sidecar["task"] == "T2A" and sidecar["checkpoint"] == str(run.model)
+
+
+def test_bad_flags_and_checkpoints_fail_with_one_line(run, tmp_path, capsys):
+  no_processor = tmp_path / "incomplete"
+  model_dir.write_config(no_processor, model_dir.read_config(run.model))
+  for name in ("dit", "heads", "vae", "qwen"):
+    (no_processor / name).symlink_to(run.model / name)
+  (no_processor / "manifest.json").write_text((run.model / "manifest.json").read_text())
+  cases = [
+      (["--checkpoint", str(tmp_path / "nowhere"), "--task", "t2a", "--out", "x.wav"],
+       "does not exist; convert the official checkpoint with aomni-convert first"),
+      (["--checkpoint", str(run.model), "--task", "t2a", "--prompt", "x"], "--task needs --out"),
+      (["--checkpoint", str(run.model)], "give either --task"),
+      (["--checkpoint", str(run.model), "--task", "t2a", "--out", "x.wav", "--steps", "0"],
+       "--steps must be >= 1"),
+      (["--checkpoint", str(run.model), "--task", "t2a", "--out", "x.wav", "--mesh", "data=x"],
+       "--mesh 'data=x': expected"),
+      (["--checkpoint", str(no_processor), "--task", "t2a", "--out", "x.wav", "--mesh",
+        "data=1"], "has no processor/ folder"),
+      (["--checkpoint", str(run.model), "--task", "mix", "--prompt", "x", "--out", "x.wav",
+        "--mesh", "data=1", "--dtype", "float32"], "unknown task 'mix'"),
+  ]
+  for argv, needle in cases:
+    assert generate_cli.main(argv) == 2, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aomni-generate: ") and needle in err[0], err
