@@ -123,11 +123,9 @@ class AudioOmni:
         "vae": lambda: OobleckVAE(m.vae, rngs=nnx.Rngs(0)),
         "qwen": lambda: Thinker(tcfg, rngs=nnx.Rngs(0))}
     modules = {}
+    shardings = (None if mesh is None else
+                 lambda state: parallel.state_shardings(state, mesh, cfg.mesh.rules))
     for name, factory in factories.items():
-      shardings = None
-      if mesh is not None:
-        abstract = nnx.state(nnx.eval_shape(factory))
-        shardings = parallel.state_shardings(abstract, mesh, cfg.mesh.rules)
       modules[name] = model_dir.load_component(directory, name, factory, shardings=shardings)
     tokenizer = thinker_lib.load_tokenizer(str(processor))
     return cls(cfg, modules["heads"], modules["dit"], modules["vae"], modules["qwen"], tokenizer,
