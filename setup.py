@@ -23,6 +23,7 @@ setup(
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.4,<0.13",
+        "etils[epath]>=1.7",  # every user path may be a gs:// URI
         "grain>=0.2.18",
         "array-record>=0.8.6",
         "transformers>=5.3",
@@ -55,6 +56,7 @@ setup(
         "console_scripts": [
             "aomni-parity=aomni_jax.cli.parity:main",
             "aomni-convert=aomni_jax.cli.convert:main",
+            "aomni-generate=aomni_jax.cli.generate:main",
             "aomni-sample=aomni_jax.cli.sample:main",
             "aomni-data=aomni_jax.cli.data:main",
             "aomni-train=aomni_jax.cli.train:main",
