@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -198,6 +199,10 @@ def _train(config: Config, workdir, mesh, stop_at: int | None,
     progress.close()
     logger.close()
     loss_log.close()
+    # Batches from data workers live in shared memory that is unlinked when they are freed; free
+    # them now, before the workers shut down, or the segments outlive the process.
+    batch = step_batch = None
+    gc.collect()
 
   if end < tc.num_steps:
     return TrainResult(final_step=end, last_metrics=logger.last,
