@@ -65,6 +65,20 @@ def collective_counts(hlo_text: str) -> dict[str, int]:
   return dict(sorted(collections.Counter(_COLLECTIVE_RE.findall(hlo_text)).items()))
 
 
+_ALL_GATHER_RE = re.compile(r"=\s*(.*?)\sall-gather(?:-start)?\(")
+
+
+def all_gather_shapes(hlo_text: str) -> list[tuple[int, ...]]:
+  """Per-device result shapes of the all-gathers in the optimized HLO; an async start's result
+  type is an (operand, result) tuple, whose last shape is the gathered one."""
+  shapes = []
+  for result_type in _ALL_GATHER_RE.findall(hlo_text):
+    dims = _TENSOR_RE.findall(result_type)
+    if dims:
+      shapes.append(tuple(int(d) for d in dims[-1][1].split(",")))
+  return shapes
+
+
 def global_batch_tensors(hlo_text: str, global_batches: set[int],
                          min_bytes: int = 256 * 2**20) -> list[str]:
   """Large per-chip tensors whose leading axis is a whole global (micro-)batch, largest first.
