@@ -60,6 +60,12 @@ def save(manager: ocp.CheckpointManager, state: TrainState, config: Config,
   return manager.save(step, args=ocp.args.Composite(**items), force=force)
 
 
+def has_iterator_state(manager: ocp.CheckpointManager, step: int) -> bool:
+  """Whether `step` holds this process's data position (not when the process count changed)."""
+  name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  return (manager.directory / str(step) / "data" / name).exists()
+
+
 def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
             iterator: Any | None = None, step: int | None = None) -> TrainState:
   """Restores `step` (default: latest) into the shardings of `abstract_state`; sets the iterator
@@ -68,8 +74,7 @@ def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
   items = {"state": ocp.args.StandardRestore(abstract_state)}
-  has_data = (manager.directory / str(step) / "data").exists()
-  if iterator is not None and has_data:
+  if iterator is not None and has_iterator_state(manager, step):
     items["data"] = grain.checkpoint.CheckpointRestore(iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored["state"]

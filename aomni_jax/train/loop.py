@@ -112,17 +112,21 @@ def _train(config: Config, workdir, mesh, stop_at: int | None,
     _log.info("replicated parameter bytes: %.2f%%", 100 * fraction)
   _log.info("trainable parameters: %s", f"{parameter_count(spec.abstract.params):,}")
 
-  iterator = loader.make_train_iterator(
-      data_dir, tc.batch_size // jax.process_count(), seed=tc.seed,
-      worker_count=config.data.num_workers,
-      shapes=loader.Shapes(mel_frames=model.mel.num_samples, target_frames=model.sample_size))
-  cleanup.callback(iterator.close)  # shuts the data workers down (their shared memory too)
-
   manager = checkpoint.make_manager(workdir / "checkpoints", config)
   cleanup.callback(manager.close)
-  if manager.latest_step() is not None:
+  latest = manager.latest_step()
+  # A checkpoint written by another number of processes has no data position for this layout;
+  # the loader's global batches do not depend on it, so the stream restarts at the step.
+  start_batch = (0 if latest is None or checkpoint.has_iterator_state(manager, latest)
+                 else latest)
+  iterator = loader.make_train_iterator(
+      data_dir, tc.batch_size // jax.process_count(), seed=tc.seed,
+      worker_count=config.data.num_workers, start_batch=start_batch,
+      shapes=loader.Shapes(mel_frames=model.mel.num_samples, target_frames=model.sample_size))
+  cleanup.callback(iterator.close)  # shuts the data workers down (their shared memory too)
+  if latest is not None:
     state = checkpoint.restore(manager, spec.abstract, iterator)
-    _log.info("resumed from step %d", manager.latest_step())
+    _log.info("resumed from step %d", latest)
   else:
     state = init_state(config, spec)
   start = int(jax.device_get(state.step))
