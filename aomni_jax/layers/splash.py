@@ -31,9 +31,11 @@ def _round_up(n: int, m: int) -> int:
   return (n + m - 1) // m * m
 
 
-@functools.lru_cache(maxsize=64)
 def _kernel(heads: int, n: int, m: int, causal_offset: int | None, interpret: bool):
-  """One splash kernel per padded shape; masks are static, so kernels are cached.
+  """The splash kernel for one padded shape (masks are static).
+
+  Built per trace, not cached: a kernel built inside one trace (e.g. a fori_loop body) holds
+  that trace's values in its mask info and must not be reused by another.
 
   `causal_offset`: query i sees keys ≤ i + offset (None: no causal mask). Padding is appended,
   so the unpadded offset M − N stays right for every real query.
