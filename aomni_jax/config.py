@@ -239,6 +239,7 @@ class TrainConfig:
   checkpoint_every: int = 1000
   keep_checkpoints: int = 3
   async_checkpointing: bool = True
+  checkpoint_on_signal: bool = True  # Ctrl-C / SIGTERM: finish the step, checkpoint it, exit 0
   log_every: int = 50
   sample_every: int = 5000  # 0: never; samples are also written once at the end of training
   num_sample_steps: int = 25  # Euler steps for the periodic samples

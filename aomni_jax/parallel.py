@@ -9,11 +9,12 @@ dropped for that dimension, so a tiny model still shards cleanly on a large mesh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import os
-from typing import Any, Mapping
+from typing import Any, ContextManager, Mapping
 
 import jax
 from jax.experimental import mesh_utils
@@ -162,6 +163,31 @@ def mesh_shape(cfg: MeshConfig, num_devices: int) -> tuple[int, ...]:
   return tuple(sizes)
 
 
+def detected_num_slices(devices: list[jax.Device] | None = None) -> int:
+  """How many TPU slices the run spans: `MEGASCALE_NUM_SLICES` (exported by the multislice
+  launcher on every host) or else the distinct `slice_index` values of the devices; 1 elsewhere."""
+  env = os.environ.get("MEGASCALE_NUM_SLICES", "").strip()
+  if env:
+    if not env.isdigit() or int(env) < 1:
+      raise ConfigError(f"MEGASCALE_NUM_SLICES={env!r} is not a positive integer; unset it for "
+                        "a single-slice run")
+    return int(env)
+  devices = devices if devices is not None else jax.devices()
+  indices = {getattr(d, "slice_index", None) for d in devices}
+  return 1 if None in indices else len(indices)
+
+
+def _hybrid_grid(ici: tuple[int, ...], dcn: tuple[int, ...], devices: list[jax.Device]):
+  """Device grid whose `dcn` factors span slices. Devices without a `slice_index` (CPU, GPU)
+  count as slices of consecutive devices, so the multislice layout can be tested anywhere."""
+  if all(hasattr(d, "slice_index") for d in devices):
+    return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
+  num_slices = math.prod(dcn)
+  per_slice = np.asarray(devices, dtype=object).reshape((num_slices,) + ici)
+  axis = next(i for i, d in enumerate(dcn) if d > 1)
+  return np.concatenate(list(per_slice), axis=axis)
+
+
 def make_mesh(cfg: MeshConfig, devices: list[jax.Device] | None = None,
               num_slices: int = 1) -> Mesh:
   """The (data, fsdp, tensor) mesh over all (or the given) devices, in auto-sharding mode.
@@ -180,8 +206,17 @@ def make_mesh(cfg: MeshConfig, devices: list[jax.Device] | None = None,
                       "slices: the data axis is the one that spans slices")
   dcn = tuple(num_slices if i == data_axis else 1 for i in range(len(shape)))
   ici = tuple(s // d for s, d in zip(shape, dcn))
-  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices)
-  return Mesh(grid, MESH_AXES, axis_types=axis_types)
+  return Mesh(_hybrid_grid(ici, dcn, devices), MESH_AXES, axis_types=axis_types)
+
+
+def mesh_context(mesh: Mesh | None) -> ContextManager[None]:
+  """Makes `mesh` the current mesh (`jax.set_mesh`) for the code traced and run inside.
+
+  Kernels that are not partitioned by GSPMD (splash) read it to wrap themselves in `shard_map`,
+  and `attention="auto"` reads its device platform, so the train step, the sampler and inference
+  must trace under it. None (single device, no mesh) is a no-op.
+  """
+  return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
 
 
 def _rule_table(rules: tuple[tuple[str, Any], ...]) -> dict[str, tuple[str, ...]]:
@@ -260,7 +295,18 @@ def state_shardings(state: nnx.State, mesh: Mesh,
 
 def batch_sharding(mesh: Mesh, rules: tuple[tuple[str, Any], ...], ndim: int,
                    batch_size: int) -> NamedSharding:
-  """Leading (batch) axis over the batch rule's mesh axes; the other axes replicated."""
+  """Leading (batch) axis over the batch rule's mesh axes; the other axes replicated.
+
+  Raises when the batch does not divide those axes: silently replicating the batch would run
+  every sample on every data-parallel device.
+  """
+  axes = [a for a in _rule_table(rules).get(BATCH_AXIS, ()) if mesh.shape[a] > 1]
+  ways = math.prod(mesh.shape[a] for a in axes)
+  if batch_size % ways:
+    sizes = " x ".join(f"{a}={mesh.shape[a]}" for a in axes)
+    raise ConfigError(f"a batch of {batch_size} does not divide the batch axes of mesh "
+                      f"{dict(mesh.shape)} ({sizes} = {ways}); use a batch size that is a "
+                      f"multiple of {ways} (per micro-batch) or change mesh.data/mesh.fsdp")
   spec = logical_to_spec((BATCH_AXIS,) + (None,) * (ndim - 1), (batch_size,) + (1,) * (ndim - 1),
                          mesh, rules)
   return NamedSharding(mesh, spec)

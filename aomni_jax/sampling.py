@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aomni_jax import parallel
 from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
 
 
@@ -109,12 +110,15 @@ def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiT
            steps: int, cfg_scale: float = 7.0, cfg_rescale: float = 0.0,
            cached_context: bool = True, init_latents: jax.Array | None = None,
            init_noise_level: float = 1.0, known: jax.Array | None = None,
-           known_mask: jax.Array | None = None) -> jax.Array:
+           known_mask: jax.Array | None = None,
+           mesh: jax.sharding.Mesh | None = None) -> jax.Array:
   """Integrates the flow from noise [B, T, C] to latents [B, T, C].
 
   Guidance is used when the context is present and `cfg_scale != 1` (the official rule).
   `init_latents` gives the variation mode: start at (1 − σ)·init + σ·noise, t from σ to 0.
   `known` [B, T, C] with `known_mask` [B, T, 1] (True = known) inpaints those frames.
+  `mesh`: the mesh the inputs are sharded over; the loop traces under it (splash needs it).
+  Without one, the current mesh (`parallel.mesh_context` around the call) is used, if any.
   """
   if steps < 1:
     raise ValueError(f"steps must be >= 1, got {steps}")
@@ -128,9 +132,10 @@ def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiT
     start = (1.0 - sigma) * init_latents + sigma * noise
   if known_mask is not None:
     known_mask = jnp.asarray(known_mask, bool)
-  return _sample(graphdef, state, start, cond, jnp.float32(cfg_scale), jnp.float32(cfg_rescale),
-                 jnp.float32(sigma), noise, known, known_mask, steps=steps, guided=guided,
-                 cached_context=cached_context)
+  with parallel.mesh_context(mesh):
+    return _sample(graphdef, state, start, cond, jnp.float32(cfg_scale),
+                   jnp.float32(cfg_rescale), jnp.float32(sigma), noise, known, known_mask,
+                   steps=steps, guided=guided, cached_context=cached_context)
 
 
 def generate_latents(graphdef: nnx.GraphDef, state: nnx.State, key: jax.Array,

@@ -31,7 +31,7 @@ def get_config(arg=None) -> Config:
   # The loss levels off after ~50 steps (on a random VAE's latents); 120 steps take 1–2 minutes.
   train = TrainConfig(workdir="runs/tiny", batch_size=8, num_steps=120, learning_rate=1e-3,
                       warmup_steps=10, ema_decay=0.99, checkpoint_every=40, keep_checkpoints=2,
-                      log_every=10, sample_every=0, num_sample_steps=10)
+                      log_every=1, sample_every=0, num_sample_steps=10)
   # Norm scales and biases are a large share of so small a model; allow them to be replicated.
   mesh = MeshConfig(replication_tolerance=0.1)
   return Config(name="tiny", model=model, train=train, mesh=mesh,

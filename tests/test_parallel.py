@@ -58,7 +58,7 @@ def test_scanned_dit_layers_keep_the_layers_axis_unsharded():
   shardings = parallel.state_shardings(params, _mesh(1, 8, 1), RULES)
   qkv = shardings["blocks"]["self_attn"]["qkv"]["kernel"]
   assert params["blocks"]["self_attn"]["qkv"]["kernel"].shape[0] == config.model.dit.depth
-  assert qkv.spec == P(None, "fsdp", None)
+  assert qkv.spec == P(None, "fsdp", None, None)
 
 
 def test_replication_check():
@@ -88,3 +88,28 @@ def test_full_size_state_is_sufficiently_sharded():
 def test_multislice_mesh_needs_the_data_axis_to_span_the_slices():
   with pytest.raises(ConfigError, match="multiple of the 2 slices"):
     parallel.make_mesh(MeshConfig(data=1, fsdp=-1), jax.devices(), num_slices=2)
+
+
+def test_num_slices_comes_from_the_environment(monkeypatch):
+  monkeypatch.delenv("MEGASCALE_NUM_SLICES", raising=False)
+  assert parallel.detected_num_slices() == 1  # CPU devices carry no slice_index
+  monkeypatch.setenv("MEGASCALE_NUM_SLICES", "2")
+  assert parallel.detected_num_slices() == 2
+  mesh = parallel.make_mesh(MeshConfig(data=2, fsdp=-1), num_slices=parallel.detected_num_slices())
+  # Devices without a slice_index form slices of consecutive devices: data spans the slices.
+  assert [d.id for d in mesh.devices[0].flat] == [0, 1, 2, 3]
+  assert [d.id for d in mesh.devices[1].flat] == [4, 5, 6, 7]
+  monkeypatch.setenv("MEGASCALE_NUM_SLICES", "two")
+  with pytest.raises(ConfigError, match="MEGASCALE_NUM_SLICES"):
+    parallel.detected_num_slices()
+
+
+def test_indivisible_batch_is_one_line_naming_the_mesh():
+  mesh = _mesh(2, 2, 2)
+  assert parallel.batch_sharding(mesh, RULES, 2, 8).spec == P(("data", "fsdp"), None)
+  with pytest.raises(ConfigError) as err:
+    parallel.batch_sharding(mesh, RULES, 2, 6)
+  message = str(err.value)
+  assert "\n" not in message
+  assert "batch of 6" in message and "'data': 2, 'fsdp': 2, 'tensor': 2" in message
+  assert "multiple of 4" in message

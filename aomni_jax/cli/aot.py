@@ -7,6 +7,10 @@ array is allocated. The compiler raises RESOURCE_EXHAUSTED when the program does
 so a successful compile is the hard check; this tool prints per-chip memory (peak vs usable HBM)
 and the collectives XLA emitted, and exits 3 on RESOURCE_EXHAUSTED, 1 on any other failure.
 
+The step traces under the slice's mesh, so `attention="auto"` resolves to splash and the kernel
+is compiled as the pod runs it (the Mosaic TPU custom call, not Pallas' CPU interpreter); the
+report names the attention used and counts the Mosaic kernels in the optimized HLO.
+
 Use the same libtpu version on the pod: the memory figures and the OOM verdict depend on it.
 `cost_analysis()['flops']` counts a scanned layer once, so it is not the step's FLOPs.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -25,11 +30,14 @@ import time
 from typing import Sequence
 
 import jax
+from etils import epath
 from jax.experimental import topologies
 
 from aomni_jax import parallel
+from aomni_jax.cli.errors import UserError, console
 from aomni_jax.config import Config, ConfigError, apply_overrides, load_config
 from aomni_jax.launch.slices import SliceError, TpuSlice, parse_slice
+from aomni_jax.layers.attention import resolve_backend
 from aomni_jax.layers.remat import POLICIES
 from aomni_jax.train.features import step_batch_shapes
 from aomni_jax.train.step import build_train_step
@@ -60,9 +68,28 @@ def abstract_devices(tpu: TpuSlice, num_slices: int = 1) -> list:
   return devices
 
 
+def mosaic_kernel_count(hlo_text: str) -> int:
+  """Pallas TPU kernels (splash) compiled as Mosaic custom calls in the optimized HLO."""
+  return hlo_text.count('custom_call_target="tpu_custom_call"')
+
+
 def collective_counts(hlo_text: str) -> dict[str, int]:
   """Collectives in the optimized per-device HLO (async pairs counted once, by their start)."""
   return dict(sorted(collections.Counter(_COLLECTIVE_RE.findall(hlo_text)).items()))
+
+
+_ALL_GATHER_RE = re.compile(r"=\s*(.*?)\sall-gather(?:-start)?\(")
+
+
+def all_gather_shapes(hlo_text: str) -> list[tuple[int, ...]]:
+  """Per-device result shapes of the all-gathers in the optimized HLO; an async start's result
+  type is an (operand, result) tuple, whose last shape is the gathered one."""
+  shapes = []
+  for result_type in _ALL_GATHER_RE.findall(hlo_text):
+    dims = _TENSOR_RE.findall(result_type)
+    if dims:
+      shapes.append(tuple(int(d) for d in dims[-1][1].split(",")))
+  return shapes
 
 
 def global_batch_tensors(hlo_text: str, global_batches: set[int],
@@ -100,7 +127,9 @@ class AotReport:
   grad_accum_steps: int
   remat: str
   dtype: str
+  attention: str  # the backend "auto" resolved to for the slice's platform
   usable_hbm_gib: float
+  mosaic_kernels: int = 0  # splash compiled for the TPU (custom calls in the optimized HLO)
   lower_s: float = 0.0
   compile_s: float = 0.0
   memory_gib: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -144,9 +173,10 @@ def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
       replicated_param_fraction=fraction, global_batch=global_batch,
       batch_per_chip=batch_per_chip, grad_accum_steps=config.train.grad_accum_steps,
       remat=config.model.dit.remat, dtype=config.model.dit.dtype,
-      usable_hbm_gib=tpu.generation.hbm_gib)
+      attention=_attention_for(mesh, config), usable_hbm_gib=tpu.generation.hbm_gib)
   start = time.perf_counter()
-  lowered = step.fn.lower(*_abstract_inputs(step, batch_shapes))
+  with parallel.mesh_context(mesh):
+    lowered = step.fn.lower(*_abstract_inputs(step, batch_shapes))
   report.lower_s = time.perf_counter() - start
   start = time.perf_counter()
   try:
@@ -167,13 +197,20 @@ def compile_for_slice(config: Config, tpu: TpuSlice, *, num_slices: int = 1,
   report.flops_per_device_scan_body_once = float((cost or {}).get("flops", 0.0))
   hlo = compiled.as_text()
   report.collectives = collective_counts(hlo)
+  report.mosaic_kernels = mosaic_kernel_count(hlo)
   accum = report.grad_accum_steps
   if len(devices) > 1:  # on one chip the whole batch is legitimately local
     report.global_batch_tensors = global_batch_tensors(hlo, {global_batch, global_batch // accum})
   if hlo_path:
-    with open(hlo_path, "w", encoding="utf-8") as f:
-      f.write(hlo)
+    epath.Path(hlo_path).write_text(hlo)
   return report
+
+
+def _attention_for(mesh, config: Config) -> str:
+  """The attention backend the step uses on the mesh's devices (what "auto" becomes there)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+    return resolve_backend(config.model.dit.attention, jnp.dtype(config.model.dit.dtype))
 
 
 def format_report(r: AotReport) -> str:
@@ -181,7 +218,7 @@ def format_report(r: AotReport) -> str:
       f"slice {r.slice} x{r.num_slices}: {r.devices} x {r.device_kind!r}, mesh {r.mesh}",
       f"trainable: {r.parameters:,} params ({r.parameters / 1e9:.3f} B), "
       f"{r.replicated_param_fraction:.2%} of param bytes replicated; dtype {r.dtype}, "
-      f"remat {r.remat}",
+      f"remat {r.remat}, attention {r.attention}",
       f"batch {r.global_batch} global = {r.batch_per_chip} per chip, grad accum "
       f"{r.grad_accum_steps}",
       f"lower {r.lower_s:.1f} s, compile {r.compile_s:.1f} s",
@@ -196,6 +233,8 @@ def format_report(r: AotReport) -> str:
   if r.peak_fraction > 0.9:
     lines.append("  note: peak within 10% of HBM — XLA is likely rematerialising to fit")
   lines.append(f"collectives in the optimized HLO: {r.collectives}")
+  if r.attention == "splash":
+    lines.append(f"splash kernels compiled for the TPU (Mosaic custom calls): {r.mosaic_kernels}")
   if r.global_batch_tensors:
     lines.append(f"WARNING: {len(r.global_batch_tensors)} large per-chip tensor shape(s) hold a "
                  f"whole global (micro-)batch (activations lost their batch sharding; add "
@@ -236,27 +275,36 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _require_libtpu() -> None:
+  if importlib.util.find_spec("libtpu") is None:
+    raise UserError("libtpu is not installed, and it is what compiles for a TPU; install the TPU "
+                    "extra: pip install -e '.[tpu]' (213 MB, no TPU needed)")
+
+
+@console("aomni-aot")
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   try:
     tpu = parse_slice(args.slice)
-    if args.num_slices < 1:
-      raise ConfigError(f"--num_slices must be >= 1, got {args.num_slices}")
-    if args.batch_per_chip < 1:
-      raise ConfigError(f"--batch-per-chip must be >= 1, got {args.batch_per_chip}")
-    overrides = list(args.set) + ([f"dit.remat={args.remat}"] if args.remat else [])
-    config = load_config(args.config, overrides)
+  except SliceError as err:
+    raise UserError(str(err)) from err
+  if args.num_slices < 1:
+    raise UserError(f"--num_slices must be >= 1, got {args.num_slices}")
+  if args.batch_per_chip < 1:
+    raise UserError(f"--batch-per-chip must be >= 1, got {args.batch_per_chip}")
+  overrides = list(args.set) + ([f"dit.remat={args.remat}"] if args.remat else [])
+  config = load_config(args.config, overrides)
+  _require_libtpu()
+  try:
     report = compile_for_slice(config, tpu, num_slices=args.num_slices,
                                batch_per_chip=args.batch_per_chip,
                                compiler_options=_parse_options(args.compiler_option),
                                hlo_path=args.dump_hlo)
-  except (ConfigError, SliceError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+  except SliceError as err:
+    raise UserError(str(err)) from err
   print(format_report(report), flush=True)
   if args.json:
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(dataclasses.asdict(report), f, indent=2)
+    epath.Path(args.json).write_text(json.dumps(dataclasses.asdict(report), indent=2))
   if report.status == "resource_exhausted":
     return EXIT_OOM
   return 0 if report.status == "ok" else 1

@@ -61,9 +61,18 @@ def main(argv: list[str] | None = None) -> int:
   from aomni_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     result = loop.train(config, workdir)
+  except KeyboardInterrupt:  # before the loop's handler was active, or a second Ctrl-C
+    print("aomni-train: aborted; run the same command to resume from the last checkpoint",
+          file=sys.stderr)
+    return 130
   except loop.NonFiniteError as err:
     print(f"aomni-train: {err}", file=sys.stderr)
     return 3
+  if result.interrupted:
+    saved = ("" if result.saved else " (not checkpointed: train.checkpoint_on_signal=false; the "
+             "resume starts from the last checkpoint)")
+    print(f"interrupted at step {result.final_step}{saved}; run the same command to resume")
+    return 0
   print(f"trained to step {result.final_step}; checkpoints in {result.checkpoint_dir}")
   if result.export_dir:
     print(f"EMA weights for inference: {result.export_dir}")

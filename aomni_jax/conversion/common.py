@@ -37,6 +37,20 @@ def linear(w: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(w.T)
 
 
+def fused_linear(w: np.ndarray, parts: int) -> np.ndarray:
+  """nn.Linear [parts · out, in] of fused projections → FusedDense kernel [in, parts, out]."""
+  if w.ndim != 2 or w.shape[0] % parts:
+    raise ConversionError(f"expected a [{parts} x out, in] fused linear weight, got {w.shape}")
+  return np.ascontiguousarray(w.T.reshape(w.shape[1], parts, w.shape[0] // parts))
+
+
+def fused_bias(b: np.ndarray, parts: int) -> np.ndarray:
+  """Bias [parts · out] of fused projections → FusedDense bias [parts, out]."""
+  if b.ndim != 1 or b.shape[0] % parts:
+    raise ConversionError(f"expected a [{parts} x out] fused bias, got {b.shape}")
+  return np.ascontiguousarray(b.reshape(parts, -1))
+
+
 def conv1d(w: np.ndarray) -> np.ndarray:
   """nn.Conv1d [out, in/groups, k] → Flax [k, in/groups, out]."""
   return np.ascontiguousarray(w.transpose(2, 1, 0))

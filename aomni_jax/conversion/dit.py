@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 import numpy as np
@@ -9,8 +10,8 @@ from flax import nnx
 
 from aomni_jax.config import DiTConfig
 from aomni_jax.conversion.common import (ConstantCheck, Path, Rule, build_loaded,
-                                         conv1x1_as_linear, convert, flat_shapes, identity,
-                                         linear)
+                                         conv1x1_as_linear, convert, flat_shapes, fused_bias,
+                                         fused_linear, identity, linear)
 from aomni_jax.layers.rotary import inverse_frequencies
 from aomni_jax.models.dit import DiffusionTransformer
 
@@ -26,15 +27,18 @@ def _block_rules() -> list[Rule]:
   for name, ours in norms:
     rules += [Rule(layer + f"{name}.gamma", f"blocks/{ours}/scale", identity, stacked=True),
               Rule(layer + f"{name}.beta", f"blocks/{ours}/bias", identity, stacked=True)]
-  weights = [("self_attn.to_qkv.weight", "blocks/self_attn/qkv/kernel"),
-             ("self_attn.to_out.weight", "blocks/self_attn/out/kernel"),
+  weights = [("self_attn.to_out.weight", "blocks/self_attn/out/kernel"),
              ("cross_attn.to_q.weight", "blocks/cross_attn/q/kernel"),
-             ("cross_attn.to_kv.weight", "blocks/cross_attn/kv/kernel"),
              ("cross_attn.to_out.weight", "blocks/cross_attn/out/kernel"),
-             ("ff.ff.0.proj.weight", "blocks/ff/proj_in/kernel"),
              ("ff.ff.2.weight", "blocks/ff/proj_out/kernel")]
+  fused = [("self_attn.to_qkv.weight", "blocks/self_attn/qkv/kernel", 3),
+           ("cross_attn.to_kv.weight", "blocks/cross_attn/kv/kernel", 2),
+           ("ff.ff.0.proj.weight", "blocks/ff/proj_in/kernel", 2)]
   rules += [Rule(layer + src, dst, linear, stacked=True) for src, dst in weights]
-  rules += [Rule(layer + "ff.ff.0.proj.bias", "blocks/ff/proj_in/bias", identity, stacked=True),
+  rules += [Rule(layer + src, dst, functools.partial(fused_linear, parts=parts), stacked=True)
+            for src, dst, parts in fused]
+  rules += [Rule(layer + "ff.ff.0.proj.bias", "blocks/ff/proj_in/bias",
+                 functools.partial(fused_bias, parts=2), stacked=True),
             Rule(layer + "ff.ff.2.bias", "blocks/ff/proj_out/bias", identity, stacked=True)]
   return rules
 

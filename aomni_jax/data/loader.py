@@ -116,8 +116,13 @@ class ExampleDecoder:
 def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: int | None = None,
                  process_index: int | None = None, process_count: int | None = None,
                  worker_count: int = 0, read_threads: int = 2, prefetch_batches: int = 2,
-                 shapes: Shapes = Shapes(), include_audio: bool = True) -> grain.IterDataset:
+                 shapes: Shapes = Shapes(), include_audio: bool = True,
+                 start_batch: int = 0) -> grain.IterDataset:
   """The per-process batch stream; `process_*` default to this JAX process and the job size.
+
+  Global batch n is examples [n·B, (n + 1)·B) of the shuffled stream whatever the process count:
+  process p reads the p-th of its `process_count` consecutive chunks. So a run resumed on another
+  number of hosts sees the same global batches, starting at `start_batch`.
 
   Elements are whole batches of several MB, so read-ahead is counted in batches: each process
   (the main one, or each of `worker_count` workers) decodes with `read_threads` threads and
@@ -133,9 +138,9 @@ def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: i
     raise ValueError(f"{data_dir}: {len(dataset)} examples cannot fill one batch of {batch_size} "
                      f"on each of {process_count} processes")
   dataset = dataset[:per_epoch].shuffle(seed).repeat(num_epochs)
-  dataset = dataset[process_index::process_count]
   dataset = dataset.map(ExampleDecoder(shapes, include_audio))
   dataset = dataset.batch(batch_size, drop_remainder=True)
+  dataset = dataset[start_batch * process_count + process_index::process_count]
   iterable = dataset.to_iter_dataset(grain.ReadOptions(num_threads=read_threads,
                                                         prefetch_buffer_size=prefetch_batches))
   if worker_count > 0:

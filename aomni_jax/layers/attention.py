@@ -20,11 +20,26 @@ import jax.numpy as jnp
 BACKENDS = ("xla", "cudnn", "splash", "auto")
 
 
+def target_platform() -> str:
+  """The platform the traced code will run on: that of the current mesh's devices (see
+  `parallel.mesh_context`), else JAX's default backend.
+
+  An AOT compile for a TPU slice on a CPU host traces under a mesh of TPU devices, so choices
+  made here follow the TPU program, not the host that compiles it.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  device = None if mesh.empty else mesh.abstract_device
+  if device is None:
+    return jax.default_backend()
+  return "gpu" if device.platform in ("cuda", "rocm") else device.platform
+
+
 def resolve_backend(backend: str, dtype) -> str:
-  """"auto": cuDNN flash on GPU for bf16/fp16, splash on TPU, the XLA reference otherwise."""
+  """"auto": cuDNN flash on GPU for bf16/fp16, splash on TPU, the XLA reference otherwise
+  (decided by the target platform)."""
   if backend != "auto":
     return backend
-  platform = jax.default_backend()
+  platform = target_platform()
   if platform == "gpu" and dtype in (jnp.bfloat16, jnp.float16):
     return "cudnn"
   return "splash" if platform == "tpu" else "xla"

@@ -52,3 +52,34 @@ class Dense(nnx.Module):
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
+
+
+class FusedDense(nnx.Module):
+  """`parts` projections in one matmul (fused qkv, [value | gate]): kernel [in, parts, out].
+
+  The part axis is its own (unsharded) dimension, so splitting `out` over `tensor` gives every
+  device whole heads (or whole MLP columns) of *each* part. A flat [in, parts · out] kernel split
+  contiguously would hand one device all of q and another all of v, and every step would
+  re-gather them. Returns [..., parts, out].
+  """
+
+  def __init__(self, in_features: int, parts: int, out_features: int, *, rngs: nnx.Rngs,
+               axes: tuple[str | None, str | None] = ("embed", "mlp"), use_bias: bool = True,
+               dtype: jnp.dtype = jnp.float32, param_dtype: jnp.dtype = jnp.float32,
+               kernel_init: Initializer | None = None,
+               bias_init: Initializer = jax.nn.initializers.zeros):
+    self.dtype = dtype
+    # Initialised as the flat [in, parts · out] matrix (same fan-in/out as the unfused layer).
+    flat_init = kernel_init or lecun_normal()
+    init = lambda key, shape, dtype: flat_init(key, (shape[0], shape[1] * shape[2]),
+                                               dtype).reshape(shape)
+    self.kernel = make_param(rngs, init, (in_features, parts, out_features),
+                             (axes[0], None, axes[1]), param_dtype)
+    self.bias = (make_param(rngs, bias_init, (parts, out_features), (None, axes[1]), param_dtype)
+                 if use_bias else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = jnp.einsum("...i,ipo->...po", x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
+    return y

@@ -6,8 +6,11 @@ partitioned by GSPMD. So this wrapper
     segments as segment ids (a key whose id matches no query id is never attended),
   * scales q, repeats KV heads for grouped-query attention,
   * runs under `shard_map` over the batch (and heads over `tensor`) when a mesh is set, so each
-    device runs the kernel on its own shard.
-On CPU the kernel runs in Pallas interpret mode, which is how the tests check it.
+    device runs the kernel on its own shard. Callers trace under `parallel.mesh_context`:
+    without a mesh the Mosaic kernel cannot be partitioned over several chips.
+The kernel is the Mosaic TPU custom call when the target (the mesh's devices) is a TPU, also in
+an AOT compile on a CPU host; on other targets it runs in Pallas interpret mode, which is how the
+tests check it.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ def _round_up(n: int, m: int) -> int:
   return (n + m - 1) // m * m
 
 
-@functools.lru_cache(maxsize=64)
 def _kernel(heads: int, n: int, m: int, causal_offset: int | None, interpret: bool):
-  """One splash kernel per padded shape; masks are static, so kernels are cached.
+  """The splash kernel for one padded shape (masks are static).
+
+  Built per trace, not cached: a kernel built inside one trace (e.g. a fori_loop body) holds
+  that trace's values in its mask info and must not be reused by another.
 
   `causal_offset`: query i sees keys ≤ i + offset (None: no causal mask). Padding is appended,
   so the unpadded offset M − N stays right for every real query.
@@ -85,7 +90,8 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, key_mask=None,
   b, n, h, d = q.shape
   m = k.shape[1]
   if interpret is None:
-    interpret = jax.default_backend() != "tpu"
+    from aomni_jax.layers.attention import target_platform  # pylint: disable=g-import-not-at-top
+    interpret = target_platform() != "tpu"
   n_pad, m_pad = _round_up(n, LANES), _round_up(m, LANES)
   seg = _segment_ids(b, n, m, n_pad, m_pad, key_mask, kv_lengths, q_segment_ids, kv_segment_ids)
   groups = h // k.shape[2]
@@ -97,7 +103,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, key_mask=None,
   run = functools.partial(_local, causal_offset=(m - n) if causal else None,
                           interpret=interpret)
   mesh = jax.sharding.get_abstract_mesh()
-  if mesh is not None and not mesh.empty and mesh.size > 1:
+  if not mesh.empty and mesh.size > 1:
     act, ids = _mesh_specs(mesh, h)
     run = jax.shard_map(run, mesh=mesh, in_specs=(act, act, act, ids, ids), out_specs=act,
                         check_vma=False)

@@ -24,7 +24,7 @@ from aomni_jax.config import DiTConfig
 from aomni_jax.layers.attention import compact_keys, dot_product_attention, resolve_backend
 from aomni_jax.layers.constraints import constrain
 from aomni_jax.layers.embeddings import fourier_features
-from aomni_jax.layers.linear import Dense, make_param
+from aomni_jax.layers.linear import Dense, FusedDense, make_param
 from aomni_jax.layers.mlp import FusedSwiGLU
 from aomni_jax.layers.norms import LayerNorm
 from aomni_jax.layers.remat import maybe_remat
@@ -75,21 +75,22 @@ class CondMLP(nnx.Module):
 
 
 class SelfAttention(nnx.Module):
-  """Fused qkv, partial rotary on q and k, unmasked attention, zero-initialised output."""
+  """Fused qkv (kernel [d, 3, d], head-aligned under tensor parallelism), partial rotary on q
+  and k, unmasked attention, zero-initialised output."""
 
   def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
-    self.qkv = Dense(d, 3 * d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
-                     param_dtype=pdt)
+    self.qkv = FusedDense(d, 3, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
+                          param_dtype=pdt)
     self.out = Dense(d, d, rngs=rngs, axes=("qkv", "embed"), use_bias=False, dtype=dt,
                      param_dtype=pdt, kernel_init=_ZEROS)
 
   def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     b, n, _ = x.shape
-    q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3, self.num_heads, -1), 3, axis=2)
-    q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
+    qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, -1)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
     out = dot_product_attention(q, k, v, backend=self.backend)
     return self.out(checkpoint_name(out.reshape(b, n, -1), "attn_out"))
@@ -104,8 +105,8 @@ class CrossAttention(nnx.Module):
     self.backend = cfg.attention
     self.q = Dense(d, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
                    param_dtype=pdt)
-    self.kv = Dense(d, 2 * d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
-                    param_dtype=pdt)
+    self.kv = FusedDense(d, 2, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
+                         param_dtype=pdt)
     self.out = Dense(d, d, rngs=rngs, axes=("qkv", "embed"), use_bias=False, dtype=dt,
                      param_dtype=pdt, kernel_init=_ZEROS)
 

@@ -19,8 +19,10 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from aomni_jax.config import Config, to_dict
+from aomni_jax.train.paths import run_path
 from aomni_jax.train.state import TrainState
 
 
@@ -36,14 +38,14 @@ class _IteratorSnapshot:
             else json.dumps(self._state, indent=2).encode())
 
 
-def make_manager(directory: str, config: Config) -> ocp.CheckpointManager:
+def make_manager(directory: str | os.PathLike, config: Config) -> ocp.CheckpointManager:
   """Keeps the latest `train.keep_checkpoints` steps, saving every `train.checkpoint_every`."""
   options = ocp.CheckpointManagerOptions(
       save_interval_steps=max(config.train.checkpoint_every, 1),
       max_to_keep=config.train.keep_checkpoints,
       enable_async_checkpointing=config.train.async_checkpointing,
       create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+  return ocp.CheckpointManager(run_path(directory), options=options,
                                item_names=("state", "data", "config"))
 
 
@@ -58,6 +60,12 @@ def save(manager: ocp.CheckpointManager, state: TrainState, config: Config,
   return manager.save(step, args=ocp.args.Composite(**items), force=force)
 
 
+def has_iterator_state(manager: ocp.CheckpointManager, step: int) -> bool:
+  """Whether `step` holds this process's data position (not when the process count changed)."""
+  name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+  return (manager.directory / str(step) / "data" / name).exists()
+
+
 def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
             iterator: Any | None = None, step: int | None = None) -> TrainState:
   """Restores `step` (default: latest) into the shardings of `abstract_state`; sets the iterator
@@ -66,26 +74,24 @@ def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {manager.directory}")
   items = {"state": ocp.args.StandardRestore(abstract_state)}
-  has_data = (manager.directory / str(step) / "data").exists()
-  if iterator is not None and has_data:
+  if iterator is not None and has_iterator_state(manager, step):
     items["data"] = grain.checkpoint.CheckpointRestore(iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored["state"]
 
 
-def export_inference_weights(state: TrainState, directory: str, config: Config) -> str:
+def export_inference_weights(state: TrainState, directory: str | os.PathLike,
+                             config: Config) -> epath.Path:
   """Writes the EMA weights ({"dit", "heads"}, fp32) and the config for inference; returns path."""
-  path = os.path.abspath(directory)
+  path = run_path(directory)
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(path, "ema"), state.ema_params, force=True)
+  checkpointer.save(path / "ema", state.ema_params, force=True)
   checkpointer.wait_until_finished()
   if jax.process_index() == 0:
-    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as handle:
-      json.dump(to_dict(config), handle, indent=2, default=str)
+    (path / "config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
   return path
 
 
-def load_inference_weights(directory: str, abstract_params: Any) -> Any:
+def load_inference_weights(directory: str | os.PathLike, abstract_params: Any) -> Any:
   """Reads exported EMA weights into the shardings of `abstract_params` ({"dit", "heads"})."""
-  return ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), "ema"),
-                                            abstract_params)
+  return ocp.StandardCheckpointer().restore(run_path(directory) / "ema", abstract_params)

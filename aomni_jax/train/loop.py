@@ -3,14 +3,18 @@
 Resume is exact: the state, the data iterator position and every PRNG key are functions of the
 checkpointed step, so a run killed at any point and restarted reproduces the losses bit for bit.
 Metrics are read one step late, except on checkpoint steps, where the step is checked for
-non-finite values before it is saved. A non-finite loss or gradient never reaches the weights (the
+non-finite values before it is saved. Ctrl-C or SIGTERM finishes the step in flight, checkpoints
+it (`train.checkpoint_on_signal`) and returns with `interrupted` set (see `train.preemption`).
+Every path may be a URI (`gs://...`, see `train.paths`). A non-finite loss or gradient never reaches the weights (the
 step discards that update); with `train.on_nonfinite=stop` the loop ends with `NonFiniteError`
 and the checkpoints on disk are all from finite steps, with `skip` it goes on with the next batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -23,7 +27,9 @@ from tqdm import tqdm
 from aomni_jax import parallel
 from aomni_jax.config import Config, ConfigError, to_dict
 from aomni_jax.data import loader
-from aomni_jax.train import checkpoint, features, metrics as metrics_lib, samples
+from aomni_jax.train import checkpoint, features, metrics as metrics_lib, preemption, samples
+from aomni_jax.train.jsonl import StepLog
+from aomni_jax.train.paths import run_path
 from aomni_jax.train.state import init_state, make_state_spec, parameter_count
 from aomni_jax.train.step import abstract_batch, abstract_key, build_train_step
 
@@ -41,6 +47,8 @@ class TrainResult:
   checkpoint_dir: str
   export_dir: str | None
   sample_paths: list[str]
+  interrupted: bool = False  # stopped by Ctrl-C / SIGTERM at final_step
+  saved: bool = True  # final_step is checkpointed (False: interrupted without checkpoint_on_signal)
 
 
 def default_data_root() -> str:
@@ -51,7 +59,7 @@ def default_data_root() -> str:
 def resolve_data_dir(config: Config) -> str:
   """`data.root` if it holds a built dataset; "" = the embedded default, built on first use."""
   if config.data.root:
-    if not os.path.exists(os.path.join(config.data.root, "manifest.json")):
+    if not (run_path(config.data.root) / "manifest.json").exists():
       raise ConfigError(f"data.root={config.data.root!r} has no manifest.json; build a dataset "
                         "there with `aomni-data build`, or leave data.root empty for the default")
     return config.data.root
@@ -79,16 +87,23 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
   `stop_at` ends this invocation earlier (checkpointed, no export or samples) without changing
   the learning-rate schedule, e.g. for jobs that run in fixed time slices.
   """
-  tc, model = config.train, config.model
-  workdir = os.path.abspath(workdir or tc.workdir)
+  tc = config.train
+  workdir = run_path(workdir or tc.workdir)
   parallel.initialize_distributed(config.mesh)
-  mesh = parallel.make_mesh(config.mesh)
+  mesh = parallel.make_mesh(config.mesh, num_slices=parallel.detected_num_slices())
+  with contextlib.ExitStack() as cleanup:
+    return _train(config, workdir, mesh, stop_at, cleanup)
+
+
+def _train(config: Config, workdir, mesh, stop_at: int | None,
+           cleanup: contextlib.ExitStack) -> TrainResult:
+  tc, model = config.train, config.model
   if tc.batch_size % (jax.process_count() * tc.grad_accum_steps):
     raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by the process count "
                       f"({jax.process_count()}) × train.grad_accum_steps ({tc.grad_accum_steps})")
   is_main = jax.process_index() == 0
   data_dir = resolve_data_dir(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir.mkdir(parents=True, exist_ok=True)
 
   spec = make_state_spec(config, mesh)
   if mesh.size > 1:
@@ -97,18 +112,26 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
     _log.info("replicated parameter bytes: %.2f%%", 100 * fraction)
   _log.info("trainable parameters: %s", f"{parameter_count(spec.abstract.params):,}")
 
+  manager = checkpoint.make_manager(workdir / "checkpoints", config)
+  cleanup.callback(manager.close)
+  latest = manager.latest_step()
+  # A checkpoint written by another number of processes has no data position for this layout;
+  # the loader's global batches do not depend on it, so the stream restarts at the step.
+  start_batch = (0 if latest is None or checkpoint.has_iterator_state(manager, latest)
+                 else latest)
   iterator = loader.make_train_iterator(
       data_dir, tc.batch_size // jax.process_count(), seed=tc.seed,
-      worker_count=config.data.num_workers,
+      worker_count=config.data.num_workers, start_batch=start_batch,
       shapes=loader.Shapes(mel_frames=model.mel.num_samples, target_frames=model.sample_size))
-
-  manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), config)
-  if manager.latest_step() is not None:
+  cleanup.callback(iterator.close)  # shuts the data workers down (their shared memory too)
+  if latest is not None:
     state = checkpoint.restore(manager, spec.abstract, iterator)
-    _log.info("resumed from step %d", manager.latest_step())
+    _log.info("resumed from step %d", latest)
   else:
     state = init_state(config, spec)
   start = int(jax.device_get(state.step))
+  with preemption.workers_ignore_interrupts():
+    iterator.start_prefetch()  # workers start here, deaf to the terminal's Ctrl-C
 
   frozen = features.FrozenStage.create(config, mesh, tc.batch_size)
   step_shapes = features.step_batch_shapes(config, tc.batch_size)
@@ -116,17 +139,17 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
   # Copy the base key out of the state: the state's buffers are donated to every step.
   base_key = jnp.array(jax.device_get(state.rng))
   feature_key = jax.random.fold_in(base_key, 1)
-  compiled = train_step.fn.lower(spec.abstract, abstract_batch(train_step, step_shapes),
-                                 abstract_key(train_step)).compile()
+  with parallel.mesh_context(mesh):
+    compiled = train_step.fn.lower(spec.abstract, abstract_batch(train_step, step_shapes),
+                                   abstract_key(train_step)).compile()
   _report_memory(compiled)
 
   peak = metrics_lib.peak_tflops(jax.devices()[0], tc.peak_tflops)
-  logger = metrics_lib.MetricLogger(os.path.join(workdir, "tensorboard"),
+  logger = metrics_lib.MetricLogger(str(workdir / "tensorboard"),
                                     metrics_lib.train_flops_per_example(config), tc.batch_size,
                                     peak * jax.device_count() if peak else None, tc.log_every)
   logger.add_text("config", json.dumps(to_dict(config), indent=2, default=str), start)
-  loss_log = (open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8") if is_main
-              else None)
+  loss_log = StepLog(workdir / "metrics.jsonl", start, enabled=is_main)
   progress = tqdm(total=tc.num_steps, initial=start, disable=not is_main, desc="train",
                   dynamic_ncols=True)
   skipped = 0
@@ -135,9 +158,7 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
     nonlocal skipped
     if values is None:
       return
-    if loss_log is not None:
-      loss_log.write(json.dumps(values) + "\n")
-      loss_log.flush()
+    loss_log.write(values)
     progress.set_postfix(loss=f"{values['loss']:.4f}", gnorm=f"{values['grad_norm']:.3f}")
     if values["nonfinite"]:
       message = (f"step {values['step']}: non-finite loss or gradient (loss={values['loss']}, "
@@ -152,11 +173,15 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
       _log.warning("%s; skipping (train.on_nonfinite=skip, %d skipped so far)", message, skipped)
 
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
+  stop = cleanup.enter_context(preemption.StopRequest())
+  interrupted = False
   try:
     for step in range(start, end):
       batch = next(iterator)
       completed = step + 1
-      save_now = manager.should_save(completed) or completed == end
+      interrupted = stop.requested(completed)
+      save_now = (manager.should_save(completed) or completed == end
+                  or (interrupted and tc.checkpoint_on_signal))
       iterator_state = iterator.get_state() if save_now else None
       step_batch = frozen(batch, jax.random.fold_in(feature_key, step))
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
@@ -165,40 +190,48 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
       if save_now:
         handle(logger.flush())  # never save a step that is not checked
         checkpoint.save(manager, state, config, iterator_state, force=True)
+        loss_log.flush()
+      progress.update(1)
+      if interrupted:
+        end = completed
+        break
       if tc.sample_every > 0 and completed % tc.sample_every == 0 and completed < tc.num_steps:
         _write_samples(config, spec, state, frozen, data_dir, workdir, completed)
-      progress.update(1)
     handle(logger.flush())
     manager.wait_until_finished()
   finally:
     progress.close()
     logger.close()
-    if loss_log is not None:
-      loss_log.close()
+    loss_log.close()
+    # Batches from data workers live in shared memory that is unlinked when they are freed; free
+    # them now, before the workers shut down, or the segments outlive the process.
+    batch = step_batch = None
+    gc.collect()
 
   if end < tc.num_steps:
-    manager.close()
     return TrainResult(final_step=end, last_metrics=logger.last,
-                       checkpoint_dir=str(manager.directory), export_dir=None, sample_paths=[])
+                       checkpoint_dir=str(manager.directory), export_dir=None, sample_paths=[],
+                       interrupted=interrupted,
+                       saved=not interrupted or tc.checkpoint_on_signal)
   export_dir = checkpoint.export_inference_weights(
-      state, os.path.join(workdir, "export", f"step_{tc.num_steps}"), config)
+      state, workdir / "export" / f"step_{tc.num_steps}", config)
   sample_paths = []
   if tc.num_sample_steps > 0:
     sample_paths = _write_samples(config, spec, state, frozen, data_dir, workdir, tc.num_steps)
-  manager.close()
   return TrainResult(final_step=int(jax.device_get(state.step)), last_metrics=logger.last,
-                     checkpoint_dir=str(manager.directory), export_dir=export_dir,
+                     checkpoint_dir=str(manager.directory), export_dir=str(export_dir),
                      sample_paths=sample_paths)
 
 
 def _write_samples(config: Config, spec, state, frozen: features.FrozenStage, data_dir: str,
-                   workdir: str, step: int) -> list[str]:
+                   workdir, step: int) -> list[str]:
   if jax.process_count() > 1:
     # Sampling gathers the EMA weights onto one host; not done for multi-process runs yet.
     _log.warning("periodic samples are only written by single-process runs; skipping")
     return []
-  out_dir = os.path.join(workdir, "samples", f"step_{step}")
-  paths = samples.generate_samples(config, spec, state, frozen.vae(), out_dir,
-                                   samples.edit_inputs(data_dir), seed=config.train.seed)
+  out_dir = workdir / "samples" / f"step_{step}"
+  with parallel.mesh_context(frozen.mesh):
+    paths = samples.generate_samples(config, spec, state, frozen.vae(), out_dir,
+                                     samples.edit_inputs(data_dir), seed=config.train.seed)
   _log.info("wrote %d samples to %s", len(paths), out_dir)
   return paths

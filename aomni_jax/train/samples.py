@@ -7,11 +7,12 @@ case a Qwen feature callable can be passed.
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from aomni_jax.config import Config
@@ -50,26 +51,31 @@ def hashed_qwen(config: Config) -> Callable:
       [p.text for p in qwen_prompts], omni.pad_length, omni.feature_dim)
 
 
-def write_sample(path_stem: str, audio: np.ndarray, sample_rate: int, title: str) -> None:
-  """[samples, channels] float audio → `<stem>.wav` and `<stem>.png` (log-magnitude spectrogram)."""
+def write_sample(path_stem: epath.Path, audio: np.ndarray, sample_rate: int, title: str) -> None:
+  """[samples, channels] float audio → `<stem>.wav` and `<stem>.png` (log-magnitude spectrogram);
+  encoded in memory, so the folder may be a bucket."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import soundfile  # pylint: disable=g-import-not-at-top
   peak = float(np.max(np.abs(audio))) if audio.size else 0.0
   normalised = audio / peak if peak > 0 else audio
-  soundfile.write(path_stem + ".wav", np.clip(normalised, -1, 1), sample_rate, subtype="PCM_16")
+  wav = io.BytesIO()
+  soundfile.write(wav, np.clip(normalised, -1, 1), sample_rate, subtype="PCM_16", format="WAV")
+  path_stem.with_name(path_stem.name + ".wav").write_bytes(wav.getvalue())
   fig, ax = plt.subplots(figsize=(6, 3))
   ax.specgram(normalised.mean(axis=-1), NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma")
   ax.set_title(title, fontsize=8)
   ax.set_xlabel("s")
   ax.set_ylabel("Hz")
   fig.tight_layout()
-  fig.savefig(path_stem + ".png", dpi=80)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=80)
   plt.close(fig)
+  path_stem.with_name(path_stem.name + ".png").write_bytes(png.getvalue())
 
 
-def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: str,
+def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: epath.Path,
                      edits: Sequence[dict[str, Any]], qwen: Callable | None = None,
                      seed: int = 0) -> list[str]:
   """Generates the fixed prompts and edits with the EMA weights of `state` (a TrainState);
@@ -84,14 +90,14 @@ def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: str,
                                 sample_rate=config.model.mel.sample_rate) for e in edits]
   audio = pipe.generate(requests, qwen or hashed_qwen(config), key=jax.random.PRNGKey(seed),
                         steps=config.train.num_sample_steps)
-  os.makedirs(out_dir, exist_ok=True)
+  out_dir.mkdir(parents=True, exist_ok=True)
   paths = []
   for i, (request, clip) in enumerate(zip(requests, audio)):
     name = f"{i:02d}_{request.task.replace(' ', '_').lower()}"
-    stem = os.path.join(out_dir, name)
+    stem = out_dir / name
     write_sample(stem, clip, config.model.sample_rate, f"{request.task}: {request.prompt}")
     if request.audio is not None:
-      write_sample(stem + "_input", np.asarray(request.audio)[:, None], config.model.sample_rate,
-                   f"input of {request.task}: {request.prompt}")
-    paths.append(stem + ".wav")
+      write_sample(stem.with_name(name + "_input"), np.asarray(request.audio)[:, None],
+                   config.model.sample_rate, f"input of {request.task}: {request.prompt}")
+    paths.append(f"{stem}.wav")
   return paths

@@ -89,7 +89,7 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
 
   grad_fn = jax.value_and_grad(loss_fn)
 
-  def step_fn(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+  def update(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
     if accum == 1:
       loss, grads = grad_fn(state.params, state.buffers, batch, step_key)
@@ -122,6 +122,12 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
                "nonfinite": (~finite).astype(jnp.int32), "step": state.step,
                **{f"grad_norm_{name}": optax.tree.norm(grads[name]) for name in grads}}
     return new_state, metrics
+
+  def step_fn(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+    # Traced under the step's own mesh whoever lowers it (loop, AOT, tests): splash wraps itself
+    # in shard_map over it and "auto" attention resolves by its devices' platform.
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+      return update(state, batch, key)
 
   return step_fn
 

@@ -53,6 +53,11 @@ def test_conversion_layouts(fixture):
   weights, cfg = fixture
   arrays = convert_dit(weights, cfg)
   qkv = weights["model.model.transformer.layers.1.self_attn.to_qkv.weight"]
-  np.testing.assert_array_equal(arrays[("blocks", "self_attn", "qkv", "kernel")][1], qkv.T)
+  d = qkv.shape[1]  # [3d, d] → [d, 3, d]: part p, column c is row p·d + c of the torch weight
+  np.testing.assert_array_equal(arrays[("blocks", "self_attn", "qkv", "kernel")][1],
+                                qkv.T.reshape(d, 3, d))
+  bias = weights["model.model.transformer.layers.0.ff.ff.0.proj.bias"]
+  np.testing.assert_array_equal(arrays[("blocks", "ff", "proj_in", "bias")][0],
+                                bias.reshape(2, -1))
   conv = weights["model.model.preprocess_conv.weight"]
   np.testing.assert_array_equal(arrays[("preprocess", "kernel")], conv[:, :, 0].T)

@@ -18,14 +18,16 @@ from aomni_jax.cli import aot
 needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
                                   reason="libtpu not installed (pip install -e '.[tpu]')")
 
-CONFIG = ["--config", str(pathlib.Path(__file__).parents[2] / "configs" / "tiny.py")]
+ROOT = pathlib.Path(__file__).parents[2]
+CONFIG = ["--config", str(ROOT / "configs" / "tiny.py")]
 
 
 def run_aot(tmp_path, *argv):
   report = tmp_path / "report.json"
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
   proc = subprocess.run([sys.executable, "-m", "aomni_jax.cli.aot", *argv, "--json", str(report)],
-                        capture_output=True, text=True, timeout=120, env=env, check=False)
+                        capture_output=True, text=True, timeout=300, env=env, check=False)
   return proc, (json.loads(report.read_text()) if report.exists() else None)
 
 
@@ -90,3 +92,32 @@ def test_global_batch_tensors_flag_lost_batch_sharding():
                                                 "bf16[256,600,16384] (4.69 GiB)",
                                                 "pred[256,2584,1024] (0.63 GiB)"]
   assert aot.global_batch_tensors(hlo, {8}) == []
+
+
+@needs_libtpu
+def test_auto_attention_compiles_splash_as_the_mosaic_kernel(tmp_path):
+  """The CPU host compiles the program a TPU runs: "auto" → splash, not Pallas' interpreter."""
+  proc, report = run_aot(tmp_path, "--slice", "v5e-8", *CONFIG, "--batch-per-chip", "1",
+                         "--set", "dit.attention=auto", "dit.depth=1")
+  assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+  assert report["attention"] == "splash"
+  assert report["mosaic_kernels"] > 0
+  assert "splash kernels compiled for the TPU (Mosaic custom calls)" in proc.stdout
+
+
+def test_mosaic_kernels_and_all_gathers_from_hlo():
+  hlo = ('  %c = bf16[4,128]{1,0} custom-call(%a), custom_call_target="tpu_custom_call"\n'
+         '  %g = (f32[4,2]{1,0}, f32[8,2]{1,0}) all-gather-start(f32[4,2] %q), dims={0}\n'
+         '  %h = f32[128,3,64]{2,1,0} all-gather(f32[32,3,64]{2,1,0} %p), dims={0}\n')
+  assert aot.mosaic_kernel_count(hlo) == 1
+  assert aot.all_gather_shapes(hlo) == [(8, 2), (128, 3, 64)]
+
+
+def test_missing_libtpu_is_one_line_naming_the_extra(monkeypatch, capsys):
+  real = aot.importlib.util.find_spec
+  monkeypatch.setattr(aot.importlib.util, "find_spec",
+                      lambda name, *args: None if name == "libtpu" else real(name, *args))
+  assert aot.main(["--slice", "v5e-8", *CONFIG]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("aomni-aot: libtpu is not installed") and "'.[tpu]'" in err
+  assert err.count("\n") == 1

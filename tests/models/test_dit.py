@@ -32,7 +32,7 @@ def test_full_size_builds_abstractly_with_official_parameter_count():
   assert count == 3_037_311_104
   specs = nnx.get_partition_spec(params)
   qkv = specs["blocks"]["self_attn"]["qkv"]["kernel"].get_value()
-  assert tuple(qkv) == ("layers", "embed", "qkv")
+  assert tuple(qkv) == ("layers", "embed", None, "qkv")
   assert all(p is not None for p in jax.tree.leaves(specs))
 
 

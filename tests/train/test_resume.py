@@ -1,14 +1,17 @@
-"""Exact resume: a run killed with SIGKILL at a random point and restarted reproduces the losses
-of an uninterrupted run bit for bit (state, data position and keys all come from the checkpoint)."""
+"""Exact resume: a run killed with SIGKILL, or stopped with SIGTERM, at a random point and
+restarted reproduces the losses of an uninterrupted run bit for bit (state, data position and keys
+all come from the checkpoint), and `metrics.jsonl` holds exactly one row per step."""
 
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 
 from tests.train.test_loop import SMALL_VAE
 
@@ -16,9 +19,9 @@ NUM_STEPS = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _command(workdir, data_root):
+def _command(workdir, data_root, workers=0):
   return [sys.executable, "-m", "aomni_jax.cli.train", "--config", "configs/tiny.py",
-          "--workdir", workdir, "--set", f"data.root={data_root}", "data.num_workers=0",
+          "--workdir", workdir, "--set", f"data.root={data_root}", f"data.num_workers={workers}",
           "train.batch_size=2", f"train.num_steps={NUM_STEPS}", "train.checkpoint_every=2",
           "train.num_sample_steps=0", *SMALL_VAE]
 
@@ -32,13 +35,9 @@ def _env(cache_dir):
 
 
 def _losses(workdir):
-  """step → every loss recorded for it (a resumed run records the replayed steps again)."""
-  losses = {}
+  """[(step, loss)] in file order."""
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as handle:
-    for line in handle:
-      record = json.loads(line)
-      losses.setdefault(int(record["step"]), []).append(record["loss"])
-  return losses
+    return [(int(r["step"]), r["loss"]) for r in map(json.loads, handle)]
 
 
 def _lines(path):
@@ -48,32 +47,61 @@ def _lines(path):
     return sum(1 for _ in handle)
 
 
-def test_sigkill_and_resume_is_bitwise_identical(synthetic_dataset, compilation_cache, tmp_path):
-  env = _env(compilation_cache)
-  reference = str(tmp_path / "reference")
-  subprocess.run(_command(reference, synthetic_dataset), env=env, cwd=ROOT, check=True,
-                 capture_output=True)
-  expected = _losses(reference)
-  assert sorted(expected) == list(range(NUM_STEPS))
+@pytest.fixture(scope="module")
+def reference(synthetic_dataset, compilation_cache, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  subprocess.run(_command(workdir, synthetic_dataset), env=_env(compilation_cache), cwd=ROOT,
+                 check=True, capture_output=True)
+  losses = _losses(workdir)
+  assert [step for step, _ in losses] == list(range(NUM_STEPS))
+  return losses
 
+
+def _stop_at_a_random_point(command, env, workdir, sig):
   rng = random.Random(os.environ.get("PYTEST_SEED", time.time_ns()))
-  killed = str(tmp_path / "killed")
-  kill_after = rng.randint(1, NUM_STEPS - 2)  # logged steps before the kill
-  process = subprocess.Popen(_command(killed, synthetic_dataset), env=env, cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  kill_after = rng.randint(1, NUM_STEPS - 2)  # logged steps before the signal
+  process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 300
-  while _lines(os.path.join(killed, "metrics.jsonl")) < kill_after and process.poll() is None:
-    assert time.monotonic() < deadline, "the run to be killed made no progress"
+  while _lines(os.path.join(workdir, "metrics.jsonl")) < kill_after and process.poll() is None:
+    assert time.monotonic() < deadline, "the run to be stopped made no progress"
     time.sleep(0.05)
   time.sleep(rng.uniform(0.0, 0.5))
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  assert process.returncode != 0, "the run finished before it could be killed"
+  process.send_signal(sig)
+  stdout, stderr = process.communicate()
+  return process.returncode, stdout, stderr, kill_after
 
-  result = subprocess.run(_command(killed, synthetic_dataset), env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+
+def _resume_and_compare(command, env, workdir, expected, context):
+  result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-3000:]
-  got = _losses(killed)
-  assert sorted(got) == list(range(NUM_STEPS)), f"killed after {kill_after} logged steps"
-  for step, values in got.items():
-    assert all(v == expected[step][0] for v in values), (step, values, expected[step])
+  # One row per step (the rows of redone steps were cut on restore), equal bit for bit.
+  assert _losses(workdir) == expected, context
+
+
+def test_sigkill_and_resume_is_bitwise_identical(reference, synthetic_dataset, compilation_cache,
+                                                 tmp_path):
+  env = _env(compilation_cache)
+  killed = str(tmp_path / "killed")
+  command = _command(killed, synthetic_dataset)
+  returncode, _, _, kill_after = _stop_at_a_random_point(command, env, killed, signal.SIGKILL)
+  assert returncode != 0, "the run finished before it could be killed"
+  _resume_and_compare(command, env, killed, reference, f"killed after {kill_after} logged steps")
+
+
+def test_sigterm_checkpoints_exits_0_and_resumes_bitwise(reference, synthetic_dataset,
+                                                         compilation_cache, tmp_path):
+  env = _env(compilation_cache)
+  stopped = str(tmp_path / "stopped")
+  command = _command(stopped, synthetic_dataset, workers=1)  # grain workers must shut down too
+  returncode, stdout, stderr, kill_after = _stop_at_a_random_point(command, env, stopped,
+                                                                   signal.SIGTERM)
+  assert returncode == 0, stderr[-3000:]
+  match = re.search(r"interrupted at step (\d+); run the same command to resume", stdout)
+  assert match, stdout + stderr[-3000:]
+  step = int(match.group(1))
+  assert kill_after <= step < NUM_STEPS
+  assert str(step) in os.listdir(os.path.join(stopped, "checkpoints"))  # saved on the signal
+  assert [s for s, _ in _losses(stopped)] == list(range(step))
+  assert "leaked shared_memory" not in stderr and "Traceback" not in stderr, stderr[-3000:]
+  _resume_and_compare(command, env, stopped, reference, f"SIGTERM after {kill_after} steps")

@@ -1,0 +1,90 @@
+"""The closest thing to a pod here: 2 processes × 4 CPU devices (`jax.distributed` on localhost)
+train with one shared workdir, each reading its own part of every global batch; both are killed
+after a checkpoint and resumed, once with 2 processes and once with 1 process × 8 devices. The
+losses equal those of an uninterrupted 1 process × 8 devices run."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.train.test_loop import SMALL_VAE
+from tests.train.test_resume import ROOT, _lines, _losses
+
+NUM_STEPS = 6
+DEVICES = 8
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _launch(workdir, data_root, cache_dir, processes):
+  """`processes` CLI processes over DEVICES CPU devices in total; returns the Popen objects."""
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES // processes}")
+  env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+  command = [sys.executable, "-m", "aomni_jax.cli.train", "--config", "configs/tiny.py",
+             "--workdir", workdir, "--set", f"data.root={data_root}", "data.num_workers=0",
+             "train.batch_size=8", f"train.num_steps={NUM_STEPS}", "train.checkpoint_every=2",
+             "train.num_sample_steps=0", "dit.depth=1", *SMALL_VAE]
+  if processes > 1:
+    command += [f"mesh.coordinator_address=localhost:{port}", f"mesh.num_processes={processes}"]
+  return [subprocess.Popen(command + ([f"mesh.process_id={i}"] if processes > 1 else []),
+                           env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+          for i in range(processes)]
+
+
+def _finish(processes):
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("AOMNI_TEST_MULTIPROCESS") != "1",
+                    reason="not yet seen passing: on the shared, overloaded dev host one process "
+                           "waited > 30 s for the other at the first gloo collective (jaxlib's "
+                           "fixed timeout); run with AOMNI_TEST_MULTIPROCESS=1")
+def test_two_processes_kill_resume_equal_one_process(synthetic_dataset, compilation_cache,
+                                                     tmp_path):
+  reference = str(tmp_path / "reference")
+  _finish(_launch(reference, synthetic_dataset, compilation_cache, 1))
+  expected = _losses(reference)
+  assert [step for step, _ in expected] == list(range(NUM_STEPS))
+
+  shared = str(tmp_path / "shared")
+  running = _launch(shared, synthetic_dataset, compilation_cache, 2)
+  deadline = time.monotonic() + 600
+  # Orbax renames a step's folder into place once every process has written its part.
+  while not os.path.isdir(os.path.join(shared, "checkpoints", "2")):
+    assert time.monotonic() < deadline and all(p.poll() is None for p in running), \
+        "the 2-process run made no progress: " + "".join(p.communicate()[1][-2000:]
+                                                          for p in running)
+    time.sleep(0.05)
+  for p in running:
+    p.send_signal(signal.SIGKILL)
+  for p in running:
+    p.communicate()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  other_count = str(tmp_path / "other_count")
+  shutil.copytree(shared, other_count)
+
+  _finish(_launch(shared, synthetic_dataset, compilation_cache, 2))
+  _finish(_launch(other_count, synthetic_dataset, compilation_cache, 1))
+  # Same SPMD program and global batches; the cross-process reductions may group partial sums
+  # differently from the single-process ones, hence a float32 round-off tolerance.
+  for workdir in (shared, other_count):
+    got = _losses(workdir)
+    assert [step for step, _ in got] == list(range(NUM_STEPS)), workdir
+    assert got == pytest.approx(expected, rel=1e-6), workdir
