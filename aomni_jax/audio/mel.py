@@ -71,9 +71,23 @@ def stft(wave: jax.Array, n_fft: int, hop_length: int, win_length: int, *,
     wave = jnp.pad(wave, ((0, 0), (pad, pad)), mode="reflect")
   elif wave.shape[-1] < n_fft:
     raise ValueError(f"waveform has {wave.shape[-1]} samples, fewer than n_fft={n_fft}")
-  starts = np.arange(1 + (wave.shape[-1] - n_fft) // hop_length) * hop_length
-  frames = wave[:, starts[:, None] + np.arange(n_fft)[None, :]]
+  frames = _frames(wave, n_fft, hop_length)
   return jnp.fft.rfft(frames * jnp.asarray(hann_window(win_length, n_fft)), axis=-1)
+
+
+def _frames(wave: jax.Array, n_fft: int, hop: int) -> jax.Array:
+  """[B, N] → [B, 1 + (N − n_fft) // hop, n_fft] overlapping frames.
+
+  When the hop divides n_fft, the frames are n_fft / hop shifted views of hop-sized blocks
+  (slices and a concat: cheap to compile and to differentiate); otherwise a gather.
+  """
+  count = 1 + (wave.shape[-1] - n_fft) // hop
+  if n_fft % hop:
+    starts = np.arange(count) * hop
+    return wave[:, starts[:, None] + np.arange(n_fft)[None, :]]
+  per_frame = n_fft // hop
+  blocks = wave[:, :(count + per_frame - 1) * hop].reshape(wave.shape[0], -1, hop)
+  return jnp.concatenate([blocks[:, i:i + count] for i in range(per_frame)], axis=-1)
 
 
 def stft_magnitude(wave: jax.Array, n_fft: int, hop_length: int, win_length: int) -> jax.Array:
