@@ -47,23 +47,37 @@ def fir_filter(x: jax.Array, taps: np.ndarray) -> jax.Array:
 
 
 def _magnitude(x: jax.Array, n_fft: int, hop: int) -> jax.Array:
-  spectrum = mel.stft(x, n_fft, hop, n_fft)
-  return jnp.sqrt(jnp.maximum(jnp.square(spectrum.real) + jnp.square(spectrum.imag),
-                              MAGNITUDE_EPS))
+  """[..., T] → [..., frames, bins]: sqrt(max(|STFT|², eps))."""
+  spectrum = mel.stft(x.reshape(-1, x.shape[-1]), n_fft, hop, n_fft)
+  power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
+  return jnp.sqrt(jnp.maximum(power, MAGNITUDE_EPS)).reshape(*x.shape[:-1], *spectrum.shape[1:])
+
+
+def _stft_losses(estimate: jax.Array, target: jax.Array, n_fft: int, hop: int) -> jax.Array:
+  """[P, N, T] signal groups → [P] losses; one STFT over all of them keeps the graph small."""
+  mags = _magnitude(jnp.stack([estimate, target]), n_fft, hop)
+  x, y = mags[0], mags[1]
+  axes = tuple(range(1, x.ndim))
+  convergence = (jnp.sqrt(jnp.sum(jnp.square(y - x), axis=axes))
+                 / jnp.sqrt(jnp.sum(jnp.square(y), axis=axes)))
+  return convergence + jnp.mean(jnp.abs(jnp.log(x) - jnp.log(y)), axis=axes)
+
+
+def _multi_resolution(estimate: jax.Array, target: jax.Array, fft_sizes: tuple[int, ...],
+                      hop_ratio: float) -> jax.Array:
+  losses = [_stft_losses(estimate, target, n, int(n * hop_ratio)) for n in fft_sizes]
+  return sum(losses) / len(losses)
 
 
 def stft_loss(estimate: jax.Array, target: jax.Array, n_fft: int, hop: int) -> jax.Array:
   """Spectral convergence + log-magnitude L1 at one resolution; [N, T] signals."""
-  x, y = _magnitude(estimate, n_fft, hop), _magnitude(target, n_fft, hop)
-  convergence = jnp.linalg.norm((y - x).ravel()) / jnp.linalg.norm(y.ravel())
-  return convergence + jnp.mean(jnp.abs(jnp.log(x) - jnp.log(y)))
+  return _stft_losses(estimate[None], target[None], n_fft, hop)[0]
 
 
 def multi_resolution_stft_loss(estimate: jax.Array, target: jax.Array, fft_sizes: tuple[int, ...],
                                hop_ratio: float) -> jax.Array:
   """Mean of `stft_loss` over `fft_sizes` (window = FFT size, hop = int(size·hop_ratio))."""
-  losses = [stft_loss(estimate, target, n, int(n * hop_ratio)) for n in fft_sizes]
-  return sum(losses) / len(losses)
+  return _multi_resolution(estimate[None], target[None], fft_sizes, hop_ratio)[0]
 
 
 def reconstruction_loss(estimate: jax.Array, target: jax.Array, cfg: AutoencoderConfig,
@@ -71,20 +85,14 @@ def reconstruction_loss(estimate: jax.Array, target: jax.Array, cfg: Autoencoder
   """The VAE's spectral loss on channels-last audio [B, T, C] (C = 1 or 2)."""
   channels = target.shape[-1]
   if channels == 2:
-    pairs = [(cfg.stft_sum_weight, estimate[..., 0] + estimate[..., 1],
-              target[..., 0] + target[..., 1]),
-             (cfg.stft_diff_weight, estimate[..., 0] - estimate[..., 1],
-              target[..., 0] - target[..., 1])]
-    divisor = 2.0
+    mid_side = lambda a: jnp.stack([a[..., 0] + a[..., 1], a[..., 0] - a[..., 1]])
+    x, y = mid_side(estimate), mid_side(target)
+    weights = jnp.asarray([cfg.stft_sum_weight, cfg.stft_diff_weight]) / 2
   elif channels == 1:
-    pairs, divisor = [(1.0, estimate[..., 0], target[..., 0])], 1.0
+    x, y, weights = estimate[None, ..., 0], target[None, ..., 0], jnp.ones(1)
   else:
     raise ValueError(f"reconstruction_loss takes mono or stereo audio, got {channels} channels")
-  total = 0.0
-  for weight, x, y in pairs:
-    if cfg.stft_perceptual_weighting:
-      taps = a_weighting_taps(sample_rate)
-      x, y = fir_filter(x, taps), fir_filter(y, taps)
-    total = total + weight * multi_resolution_stft_loss(x, y, cfg.stft_fft_sizes,
-                                                        cfg.stft_hop_ratio)
-  return total / divisor
+  if cfg.stft_perceptual_weighting:
+    taps = a_weighting_taps(sample_rate)
+    x, y = (fir_filter(a.reshape(-1, a.shape[-1]), taps).reshape(a.shape) for a in (x, y))
+  return jnp.sum(weights * _multi_resolution(x, y, cfg.stft_fft_sizes, cfg.stft_hop_ratio))
