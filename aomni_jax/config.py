@@ -263,6 +263,11 @@ class AutoencoderConfig:
   stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
   stft_hop_ratio: float = 0.25
   stft_perceptual_weighting: bool = True  # A-weighting FIR before the STFTs
+  # Stereo: "sum_difference" (mid and side signals, the official choice) or "channels" (left and
+  # right, as for mono). Prefer "channels" for data with many mono recordings copied to both
+  # channels: their side signal is exactly zero, and the side term's spectral convergence
+  # (divided by the target's norm) then explodes.
+  stft_stereo: str = "sum_difference"
   stft_sum_weight: float = 1.0  # mid (L + R) term
   stft_diff_weight: float = 1.0  # side (L − R) term
   kl_weight: float = 1e-4
@@ -360,7 +365,9 @@ def validate(config: Config) -> Config:
                                 ("uniform", "logit_normal")),
                                ("train.on_nonfinite", config.train.on_nonfinite,
                                 ("stop", "skip")),
-                               ("kind", config.kind, ("dit", "vae"))):
+                               ("kind", config.kind, ("dit", "vae")),
+                               ("autoencoder.stft_stereo", config.autoencoder.stft_stereo,
+                                ("sum_difference", "channels"))):
     if value not in allowed:
       raise ConfigError(f"{name}={value!r}; expected one of {allowed}")
   if len(config.model.vae.c_mults) != len(config.model.vae.strides):

@@ -23,7 +23,10 @@ def get_config(arg=None) -> Config:
   train = TrainConfig(workdir="runs/vae_tiny", batch_size=4, num_steps=200, learning_rate=2e-3,
                       warmup_steps=10, adam_b1=0.8, adam_b2=0.99, ema_decay=0.99,
                       checkpoint_every=100, keep_checkpoints=2, log_every=10, sample_every=100)
-  autoencoder = AutoencoderConfig(crop_samples=16384, disc_filters=16, eval_clips=8,
+  # Half of the embedded recordings are mono copied to both channels (a zero side signal), so
+  # the STFT loss takes left and right rather than mid and side (see AutoencoderConfig).
+  autoencoder = AutoencoderConfig(crop_samples=16384, stft_stereo="channels", disc_filters=16,
+                                  disc_fft_sizes=(1024, 256, 64), eval_clips=8,
                                   eval_samples=131072)
   return dataclasses.replace(tiny, name="vae_tiny", kind="vae", train=train,
                              autoencoder=autoencoder,

@@ -14,8 +14,8 @@ from aomni_jax.inference import model_dir
 from aomni_jax.train.autoencoder import loop, step as step_lib
 from aomni_jax.train.state import init_state
 
-# The tiny VAE of configs/tiny.py; short crops and few STFT resolutions keep compiles small.
-SMALL = ["autoencoder.crop_samples=4096", "autoencoder.stft_fft_sizes=(512, 64)",
+# A smaller VAE than configs/tiny.py's, short crops and few STFT resolutions: small compiles.
+SMALL = ["vae.channels=4", "vae.c_mults=[1,2]", "vae.strides=[16,16]", "autoencoder.crop_samples=4096", "autoencoder.stft_fft_sizes=(512, 64)",
          "autoencoder.eval_samples=8192", "autoencoder.eval_clips=2", "train.batch_size=2",
          "data.num_workers=0", "train.log_every=1"]
 

@@ -4,7 +4,8 @@ Per resolution (Hann window, centred reflect padding, |X| = sqrt(max(re² + im²
 spectral convergence ‖|Y| − |X|‖_F / ‖|Y|‖_F over the whole batch, plus the mean absolute
 difference of log magnitudes; the multi-resolution loss averages the resolutions. Stereo uses the
 sum-and-difference form, (w_sum·L(mid) + w_diff·L(side)) / 2, so the stereo image is trained
-too. Perceptual weighting filters both signals with a 101-tap least-squares FIR fit of the
+too (or, with `stft_stereo="channels"`, both channels as signals of one group). Perceptual
+weighting filters both signals with a 101-tap least-squares FIR fit of the
 A-weighting curve first, so the loss is not dominated by low-frequency energy.
 """
 
@@ -82,16 +83,14 @@ def multi_resolution_stft_loss(estimate: jax.Array, target: jax.Array, fft_sizes
 
 def reconstruction_loss(estimate: jax.Array, target: jax.Array, cfg: AutoencoderConfig,
                         sample_rate: int) -> jax.Array:
-  """The VAE's spectral loss on channels-last audio [B, T, C] (C = 1 or 2)."""
-  channels = target.shape[-1]
-  if channels == 2:
+  """The VAE's spectral loss on channels-last audio [B, T, C]."""
+  if target.shape[-1] == 2 and cfg.stft_stereo == "sum_difference":
     mid_side = lambda a: jnp.stack([a[..., 0] + a[..., 1], a[..., 0] - a[..., 1]])
     x, y = mid_side(estimate), mid_side(target)
     weights = jnp.asarray([cfg.stft_sum_weight, cfg.stft_diff_weight]) / 2
-  elif channels == 1:
-    x, y, weights = estimate[None, ..., 0], target[None, ..., 0], jnp.ones(1)
-  else:
-    raise ValueError(f"reconstruction_loss takes mono or stereo audio, got {channels} channels")
+  else:  # every channel a signal of one group, as auraloss does for [B, C, T]
+    as_group = lambda a: jnp.moveaxis(a, -1, 1).reshape(1, -1, a.shape[1])
+    x, y, weights = as_group(estimate), as_group(target), jnp.ones(1)
   if cfg.stft_perceptual_weighting:
     taps = a_weighting_taps(sample_rate)
     x, y = (fir_filter(a.reshape(-1, a.shape[-1]), taps).reshape(a.shape) for a in (x, y))
