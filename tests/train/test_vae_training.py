@@ -72,7 +72,9 @@ def test_resume_is_exact_and_export_is_a_model_dir(synthetic_dataset, tmp_path):
   assert _losses(resumed) == _losses(whole)  # bit for bit
 
   summary = json.loads((whole / "summary.json").read_text())
-  assert summary["random_init"]["mel_distance"] > 0 and summary["trained"]["mel_distance"] > 0
+  for entry in summary["random_init"], summary["trained"]:  # scored, or unscored with the reason
+    assert (entry["mel_distance"] > 0 and np.isfinite(entry["si_sdr_db"])
+            if entry["scored_clips"] else "silent" in entry["why"])
   exported = model_dir.read_config(result.export_dir)
   assert exported.model.vae.latent_scale == summary["latent_scale"] > 0
   assert model_dir.has_component(result.export_dir, "vae")
