@@ -11,6 +11,7 @@ import pytest
 from aomni_jax import parallel
 from aomni_jax.config import load_config
 from aomni_jax.inference import model_dir
+from aomni_jax.data import crops
 from aomni_jax.train.autoencoder import loop, step as step_lib
 from aomni_jax.train.state import init_state
 
@@ -81,3 +82,15 @@ def test_resume_is_exact_and_export_is_a_model_dir(synthetic_dataset, tmp_path):
   assert "reconstruction" in loop.summary_line(str(whole))
   assert sorted(p.name for p in (whole / "reconstructions" / "step_4").iterdir())[:2] == [
       "00_input.png", "00_input.wav"]
+
+
+def test_split_holds_out_whole_records_and_crops_skip_silence(synthetic_dataset):
+  split = crops.split_signals(synthetic_dataset, holdout_every=4)
+  held = {s.record for s in split.heldout}
+  assert held == {0, 4} and not held & {s.record for s in split.train}
+  assert {s.stems for s in split.train} == {("bg",), ("bg", "fg"), ("fg",)}
+  source = crops.SignalSource(synthetic_dataset, split.train)
+  audio = crops.decode_signal(source[0], 2)
+  assert audio.shape[0] == 2 and np.all(np.max(np.abs(audio[:, [0, -1]]), axis=0) > 1e-4)
+  batch = next(crops.make_crop_iterator(synthetic_dataset, split.train, 3, 1000, 2, seed=1))
+  assert batch["audio"].shape == (3, 1000, 2) and batch["audio"].dtype == np.float32

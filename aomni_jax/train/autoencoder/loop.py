@@ -56,7 +56,7 @@ def _step_flops(compiled: Any) -> float:
 def train(config: Config, workdir: str | None = None, stop_at: int | None = None) -> TrainResult:
   """Trains the VAE to `train.num_steps`, resuming from `workdir` if it has checkpoints."""
   tc, ae = config.train, config.autoencoder
-  workdir = epath.Path(workdir or tc.workdir).resolve()
+  workdir = epath.Path(workdir or tc.workdir)
   parallel.initialize_distributed(config.mesh)
   mesh = parallel.make_mesh(config.mesh)
   if tc.batch_size % jax.process_count():
