@@ -19,9 +19,10 @@ def get_config(arg=None) -> Config:
       sample_size=65536,
       dit=DiTConfig(io_channels=8, embed_dim=64, depth=2, num_heads=2, cond_token_dim=cond,
                     global_cond_dim=cond, timestep_features_dim=32),
-      # Untrained (random) VAE weights give latents of std ≈ 15; the scale brings them near 1.
+      # aomni-train --config configs/vae_tiny.py measures the trained VAE's posterior-sample std
+      # (1.02 in the reference run) and writes it into its exported config; a fresh VAE's is ≈ 0.7.
       vae=VAEConfig(channels=8, c_mults=(1, 2, 4, 8), strides=(2, 4, 4, 8), latent_dim=8,
-                    latent_scale=16.0),
+                    latent_scale=1.0),
       transcript=TranscriptConfig(text_dim=32, conv_layers=1, seq_len=128, proj_seq_len=16,
                                   out_dim=cond),
       mel=MelConfig(n_mels=32, num_frames=173, seq_len=16, out_dim=cond, window_seconds=1.0),

@@ -3,6 +3,7 @@
   aomni-train --config configs/tiny.py                 the CPU demo on the embedded dataset
   aomni-train --config configs/tiny.py --set train.num_steps=50 --workdir /tmp/run
   aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2
+  aomni-train --config configs/vae_tiny.py             the tiny VAE (a config with kind="vae")
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
 `<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (EMA weights for inference) and
@@ -59,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
   _log.info("workdir %s (from %s)", workdir, source)
   # Imported after the config is valid: JAX starts its backends on import of the loop's deps.
   from aomni_jax.train import loop  # pylint: disable=g-import-not-at-top
+  if config.kind == "vae":
+    from aomni_jax.train.autoencoder import loop as vae_loop  # pylint: disable=g-import-not-at-top
+    train = vae_loop.train
+  else:
+    train = loop.train
   try:
-    result = loop.train(config, workdir)
+    result = train(config, workdir)
   except KeyboardInterrupt:  # before the loop's handler was active, or a second Ctrl-C
     print("aomni-train: aborted; run the same command to resume from the last checkpoint",
           file=sys.stderr)
@@ -76,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
   print(f"trained to step {result.final_step}; checkpoints in {result.checkpoint_dir}")
   if result.export_dir:
     print(f"EMA weights for inference: {result.export_dir}")
+  if config.kind == "vae" and result.export_dir:
+    print(vae_loop.summary_line(args.workdir or config.train.workdir))
   for path in result.sample_paths:
-    print(f"sample: {path} (+ .png)")
+    print(f"{'reconstructions' if config.kind == 'vae' else 'sample'}: {path} (+ .png)")
   return 0
 
 
