@@ -258,9 +258,10 @@ class DataConfig:
   # The converted model directory whose frozen modules (Qwen thinker, VAE) make the training
   # features, precomputed (`aomni-data precompute --model`) or on the fly.
   model_dir: str = ""
-  # The CPU demo: when model_dir is empty, build <workdir>/demo_model (tiny random thinker + the
-  # tiny VAE trained on the embedded recordings) and precompute features with it first.
-  demo_model: bool = False
+  # The CPU demo (`train.demo`): when model_dir is empty, train this VAE config (e.g.
+  # configs/vae_tiny.py), build <workdir>/demo_model from it and a random tiny thinker, and
+  # precompute the features with it first. "" = off.
+  demo_vae_config: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

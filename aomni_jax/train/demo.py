@@ -1,7 +1,7 @@
 """The CPU demo on the pod code path: a converted model directory of tiny frozen modules.
 
-`aomni-train --config configs/tiny.py` (with `data.demo_model`) runs the same three stages a real
-run does, only at toy sizes:
+`aomni-train --config configs/tiny.py` (with `data.demo_vae_config`) runs the same three stages a
+real run does, only at toy sizes:
   1. the tiny VAE is trained on the embedded real recordings (`configs/vae_tiny.py`), and a
      *random* tiny Qwen-shaped thinker with a byte-level tokenizer is built
      (`models.qwen_omni.tiny`); both are saved once as `<workdir>/demo_model`, a converted model
@@ -29,7 +29,6 @@ _log = logging.getLogger(__name__)
 RANDOM_THINKER_NOTE = ("RANDOM tiny Qwen-shaped thinker (3 layers, byte tokenizer, untrained): "
                        "not Qwen2.5-Omni; its features only tell prompts apart")
 SOURCE = f"aomni_jax CPU demo: {RANDOM_THINKER_NOTE}; tiny VAE trained on the embedded recordings"
-FEATURES = ("qwen", "vae", "transcript_ids", "log_mel")
 
 
 def random_thinker(config: Config, seed: int = 0):
@@ -61,24 +60,37 @@ def is_complete(directory: str) -> bool:
       md.has_component(directory, name) for name in ("vae", "qwen"))
 
 
-def train_demo_vae(config: Config, workdir: str) -> Any:
-  """Trains the tiny VAE (configs/vae_tiny.py) under `<workdir>/vae`; returns its weights."""
-  raise NotImplementedError("the VAE trainer (branch issue10c) is not merged yet")
+def train_demo_vae(vae_config_path: str, workdir: str) -> tuple[str, str]:
+  """Trains the VAE config (e.g. configs/vae_tiny.py) in `<workdir>/vae` (resumable); returns
+  (its exported model directory, the held-out reconstruction summary line)."""
+  from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  from aomni_jax.train.autoencoder import loop as vae_loop  # pylint: disable=g-import-not-at-top
+  vae_workdir = str(epath.Path(workdir) / "vae")
+  result = vae_loop.train(load_config(vae_config_path), vae_workdir)
+  return result.export_dir, vae_loop.summary_line(vae_workdir)
 
 
 def prepare(config: Config, workdir: str, data_dir: str) -> Config:
   """Stages 1–2 above; returns the config that trains on the precomputed features."""
   from aomni_jax.data import loader, precompute  # pylint: disable=g-import-not-at-top
+  from aomni_jax.inference import model_dir as md  # pylint: disable=g-import-not-at-top
+  from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
   from aomni_jax.train import frozen  # pylint: disable=g-import-not-at-top
   model_dir = str(epath.Path(workdir) / "demo_model")
   if not is_complete(model_dir):
-    build_demo_model_dir(model_dir, config, train_demo_vae(config, workdir), config.train.seed)
+    vae_dir, summary = train_demo_vae(config.data.demo_vae_config, workdir)
+    _log.warning("demo VAE: %s", summary)
+    config = frozen.with_model_dir_latent_scale(config, vae_dir)
+    vae = md.load_component(vae_dir, "vae", lambda: OobleckVAE(config.model.vae,
+                                                               rngs=nnx.Rngs(0)))
+    build_demo_model_dir(model_dir, config, vae, config.train.seed)
+  config = frozen.with_model_dir_latent_scale(config, model_dir)
   features_dir = str(epath.Path(workdir) / "features")
   modules = frozen.load_frozen(model_dir, config)
   _log.warning("training features come from %s", modules.description)
   stage = frozen.FrozenFeatures(modules, config)
   precompute.precompute(data_dir, features_dir,
-                        precompute.model_features(config, stage, list(FEATURES)),
+                        precompute.model_features(config, stage, list(precompute.FEATURES)),
                         shapes=loader.Shapes.for_model(config.model))
   return dataclasses.replace(config, data=dataclasses.replace(
-      config.data, root=features_dir, model_dir=model_dir, precomputed=True, demo_model=False))
+      config.data, root=features_dir, model_dir=model_dir, precomputed=True, demo_vae_config=""))

@@ -16,6 +16,7 @@ the same thing whichever way it was made:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any, Sequence
 
 import jax
@@ -30,6 +31,9 @@ from aomni_jax.config import Config
 from aomni_jax.models.conditioners import pack_qwen_features
 from aomni_jax.models.qwen_omni.processing import model_inputs
 
+_log = logging.getLogger(__name__)
+
+
 @dataclasses.dataclass(frozen=True)
 class FrozenModules:
   """The frozen modules of one converted model directory (the thinker is None when absent)."""
@@ -38,6 +42,19 @@ class FrozenModules:
   thinker: nnx.Module | None = None
   tokenizer: Any = None
   description: str = ""  # what they are, e.g. "random tiny thinker (not Qwen2.5-Omni)"
+
+
+def with_model_dir_latent_scale(config: Config, model_dir: str) -> Config:
+  """`config` with the VAE latent scale of the model directory: the scale belongs to the frozen
+  VAE (a trained VAE is exported with the std of its posterior samples), not to the run."""
+  from aomni_jax.inference import model_dir as md  # pylint: disable=g-import-not-at-top
+  scale = md.read_config(model_dir).model.vae.latent_scale
+  if scale == config.model.vae.latent_scale:
+    return config
+  _log.info("vae.latent_scale=%s from %s (the config had %s)", scale, model_dir,
+            config.model.vae.latent_scale)
+  vae = dataclasses.replace(config.model.vae, latent_scale=scale)
+  return dataclasses.replace(config, model=dataclasses.replace(config.model, vae=vae))
 
 
 def load_frozen(model_dir: str, config: Config, mesh: Mesh | None = None) -> FrozenModules:

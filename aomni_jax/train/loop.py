@@ -90,12 +90,13 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
   is_main = jax.process_index() == 0
   data_dir = resolve_data_dir(config)
   os.makedirs(workdir, exist_ok=True)
-  if config.data.demo_model and not config.data.model_dir:
+  if config.data.demo_vae_config and not config.data.model_dir:
     config = demo.prepare(config, workdir, data_dir)
     data_dir = config.data.root
   if not config.data.model_dir:
     raise ConfigError("data.model_dir is empty: set it to a converted model directory (aomni-"
                       "convert) whose VAE and Qwen thinker make the training features")
+  config = frozen_lib.with_model_dir_latent_scale(config, config.data.model_dir)
   modules = frozen_lib.load_frozen(config.data.model_dir, config, mesh)
   _log.warning("frozen modules from %s: %s", config.data.model_dir, modules.description)
 

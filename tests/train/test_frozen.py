@@ -11,13 +11,15 @@ import pytest
 from aomni_jax import parallel
 from aomni_jax.config import load_config
 from aomni_jax.data import loader, precompute, records, templates
+from aomni_jax.models.conditioners import round_to_bf16
 from aomni_jax.models.qwen_omni.processing import model_inputs
 from aomni_jax.models.qwen_omni.thinker import resolve_layer_index
 from aomni_jax.train import features, frozen
 from tests.train.conftest import SMALL_VAE
 
-PROMPTS = [templates.chat_prompt("t2a", "A dog barks."),
-           templates.chat_prompt("add", templates.user_text("add", "rain"))]
+# Shorter than the tiny pad_length (128) in bytes, which is what the byte tokenizer counts.
+PROMPTS = ["<|im_start|>user\nA dog barks.<|im_end|>",
+           "<|im_start|>system\nEdit.<|im_end|>\n<|im_start|>user\nAdd rain.<|im_end|>"]
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +45,15 @@ def test_qwen_features_are_the_layer_of_each_prompt_alone(config, stage):
     alone = np.asarray(thinker.hidden_states(model_inputs(ids, thinker.cfg))[layer])[0]
     count = ids["input_ids"].shape[1]
     assert mask[i].sum() == count and mask[i, :count].all()
-    np.testing.assert_allclose(hidden[i, :count], alone, rtol=1e-4, atol=1e-4)
+    # The stored features hold bf16 values (the official conditioner's Qwen runs in bf16): equal
+    # to the rounded reference up to one bf16 ulp (2^-8 relative) where rounding tips over.
+    np.testing.assert_allclose(hidden[i, :count], np.asarray(round_to_bf16(alone)),
+                               rtol=2**-8, atol=1e-6)
     assert not np.any(hidden[i, count:])
-  assert not np.allclose(hidden[0, :8], hidden[1, :8])  # different system prompts
+  assert not np.allclose(hidden[0, :8], hidden[1, :8])
+  # A chat prompt longer than pad_length is resampled to fill it, as the omni conditioner does.
+  long_hidden, long_mask = stage.qwen([templates.chat_prompt("t2a", "A dog barks.")])
+  assert long_mask.all() and np.all(np.any(long_hidden[0] != 0, axis=-1))
 
 
 def test_vae_posterior_is_the_scaled_encoder_posterior(config, stage):
