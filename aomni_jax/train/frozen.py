@@ -29,7 +29,6 @@ from aomni_jax import parallel
 from aomni_jax.audio import dsp
 from aomni_jax.config import Config
 from aomni_jax.models.conditioners import pack_qwen_features
-from aomni_jax.models.qwen_omni.processing import model_inputs
 
 _log = logging.getLogger(__name__)
 
@@ -64,8 +63,8 @@ def load_frozen(model_dir: str, config: Config, mesh: Mesh | None = None) -> Fro
   shapes are checked strictly against `config.model`, so a directory made for another model size
   fails with one ConversionError that lists every mismatch.
   """
-  from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
-  from aomni_jax.inference import model_dir as md  # pylint: disable=g-import-not-at-top
+  from aomni_jax.inference import engine, model_dir as md  # pylint: disable=g-import-not-at-top
+  from aomni_jax.inference import thinker as thinker_lib  # pylint: disable=g-import-not-at-top
   from aomni_jax.models.qwen_omni.config import ThinkerConfig  # pylint: disable=g-import-not-at-top
   from aomni_jax.models.qwen_omni.thinker import Thinker  # pylint: disable=g-import-not-at-top
   from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
@@ -81,22 +80,21 @@ def load_frozen(model_dir: str, config: Config, mesh: Mesh | None = None) -> Fro
   source = md.read_manifest(model_dir).get("source", "")
   if not md.has_component(model_dir, "qwen"):
     return FrozenModules(vae=vae, description=source)
-  thinker_cfg = md.component_config(model_dir, "qwen", ThinkerConfig)
+  # The stored architecture with this run's numerics (`model.qwen`), as generation runs it.
+  thinker_cfg = engine.thinker_config(md.component_config(model_dir, "qwen", ThinkerConfig),
+                                      config)
   thinker = load("qwen", lambda: Thinker(thinker_cfg, rngs=nnx.Rngs(0)))
   processor = md.processor_path(model_dir)
   if processor is None:
     raise ValueError(f"{model_dir} has a Qwen thinker but no processor/ folder with its "
                      "tokenizer; convert it again with the Qwen2.5-Omni-3B folder")
-  tokenizer = AutoTokenizer.from_pretrained(str(processor), local_files_only=True)
+  tokenizer = thinker_lib.load_tokenizer(processor)
   return FrozenModules(vae=vae, thinker=thinker, tokenizer=tokenizer, description=source)
 
 
-# Prompts are padded to a multiple of this many tokens, so the thinker compiles once per bucket.
-TOKEN_BUCKET = 64
-
-
 class QwenFeatures:
-  """Chat prompts → (qwen_hidden, qwen_mask) with one jitted thinker call per batch shape."""
+  """Chat prompts → (qwen_hidden, qwen_mask), tokenised and bucketed as generation does
+  (`inference.thinker`), one jitted thinker call per bucket."""
 
   def __init__(self, thinker: nnx.Module, tokenizer: Any, config: Config):
     omni = config.model.omni
@@ -105,6 +103,7 @@ class QwenFeatures:
                        f"omni.feature_dim={omni.feature_dim}")
     self.tokenizer = tokenizer
     self.cfg = thinker.cfg
+    self.pad_length = omni.pad_length
     graphdef, self._state = nnx.split(thinker)
 
     def run(state, inputs):
@@ -115,11 +114,10 @@ class QwenFeatures:
     self._run = jax.jit(run)
 
   def __call__(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    longest = max(len(ids) for ids in self.tokenizer(list(prompts))["input_ids"])
-    length = -(-longest // TOKEN_BUCKET) * TOKEN_BUCKET
-    batch = self.tokenizer(list(prompts), padding="max_length", max_length=length,
-                           padding_side="left", return_tensors="np")
-    hidden, mask = self._run(self._state, model_inputs(batch, self.cfg))
+    from aomni_jax.inference import thinker as thinker_lib  # pylint: disable=g-import-not-at-top
+    ids = thinker_lib.token_ids(self.tokenizer, prompts)
+    length = thinker_lib.bucket_length(max(map(len, ids)), self.pad_length)
+    hidden, mask = self._run(self._state, thinker_lib.pad_prompts(ids, length, self.cfg))
     return np.asarray(hidden), np.asarray(mask)
 
 

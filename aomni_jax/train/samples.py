@@ -1,7 +1,7 @@
 """Periodic samples during training: fixed prompts and fixed edit inputs → wav + spectrogram PNG.
 
-Uses `aomni_jax.pipeline` with the EMA weights, the Qwen features of the same frozen thinker that
-made the training features, and the model directory's VAE to decode.
+Uses `aomni_jax.inference.pipeline` with the EMA weights, the Qwen features of the same frozen
+thinker that made the training features, and the model directory's VAE to decode.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: str,
                      seed: int = 0) -> list[str]:
   """Generates the fixed prompts and edits with the EMA weights of `state` (a TrainState);
   `qwen` maps chat prompts to (qwen_hidden, qwen_mask). Returns the written wav paths."""
-  from aomni_jax import pipeline  # pylint: disable=g-import-not-at-top
+  from aomni_jax.inference import pipeline  # pylint: disable=g-import-not-at-top
   ema, buffers = jax.device_get((module_params(state, config, ema=True), state.buffers))
   heads = nnx.merge(spec.graphdefs["heads"], ema["heads"], buffers["heads"])
   dit = nnx.merge(spec.graphdefs["dit"], ema["dit"], buffers["dit"])
