@@ -1,4 +1,5 @@
-"""The trained modules ↔ a converted model directory: fine-tuning starts from one, export writes one.
+"""The trained modules ↔ a converted model directory: fine-tuning starts from one, export writes
+one.
 
 `load_trainable` reads the `dit` and `heads` components (`aomni-convert` output or an earlier
 export) straight into the train state's shardings, strictly: every missing, extra or mis-shaped
