@@ -45,11 +45,13 @@ def parse_mesh(spec: str) -> MeshConfig:
 
 
 def build_mesh(spec: str | None):
-  """None with one local device; else a (data, fsdp, tensor) mesh over this host's devices."""
+  """A (data, fsdp, tensor) mesh over this host's devices (all of them unless every axis size
+  is given); None when that is a single device."""
+  cfg = parse_mesh(spec or "")
   devices = jax.local_devices()
-  if spec is None and len(devices) == 1:
-    return None
-  return parallel.make_mesh(parse_mesh(spec or ""), devices)
+  if -1 not in (cfg.data, cfg.fsdp, cfg.tensor):
+    devices = devices[:cfg.data * cfg.fsdp * cfg.tensor]
+  return None if len(devices) == 1 else parallel.make_mesh(cfg, devices)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--wav-format", default="pcm16", choices=tuple(outputs.WAV_FORMATS),
                  help="pcm16/pcm24 are peak-normalised like the official API; float is raw")
   p.add_argument("--spectrogram", action="store_true", help="also write a spectrogram png")
+  many.add_argument("--tensorboard", default=None, metavar="DIR",
+                    help="log clips/s and batch times to TensorBoard")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                  help="mesh.* overrides for multi-host start-up (e.g. mesh.coordinator_address)")
   return p
@@ -112,7 +116,7 @@ def _settings(args: argparse.Namespace) -> batch.Settings:
   return batch.Settings(batch_size=args.batch_size, seed=args.seed, steps=args.steps,
                         cfg_scale=args.cfg, cfg_rescale=args.cfg_rescale,
                         overlap_seconds=args.overlap, wav_format=args.wav_format,
-                        spectrogram=args.spectrogram)
+                        spectrogram=args.spectrogram, tensorboard=args.tensorboard)
 
 
 def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:
