@@ -285,6 +285,9 @@ class AutoencoderConfig:
   stft_sum_weight: float = 1.0  # mid (L + R) term
   stft_diff_weight: float = 1.0  # side (L − R) term
   kl_weight: float = 1e-4
+  # Initial bias of the encoder's scale channels: 0 gives posterior std softplus(0) ≈ 0.69, noise
+  # that swamps a fresh encoder's near-zero means; −4 (std ≈ 0.02) lets a short run learn first.
+  posterior_scale_bias: float = 0.0
   l1_weight: float = 0.0  # time-domain L1
   discriminator: bool = False
   discriminator_start: int = 0  # generator-only steps before the adversarial losses switch on

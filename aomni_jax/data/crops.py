@@ -76,12 +76,15 @@ class SignalSource:
 
 
 def decode_signal(item: tuple[bytes, tuple[str, ...]], channels: int) -> np.ndarray:
-  """(record bytes, stems) → float32 [channels, frames], trimmed after its last audible sample."""
+  """(record bytes, stems) → float32 [channels, frames], from its first to its last audible
+  sample (records pad events with silence: a crop of it teaches nothing)."""
   data, stems = item
   record = records.decode_record(data)
   audio = sum(dsp.to_channels(records.decode_stem(record, name), channels) for name in stems)
   audible = np.flatnonzero(np.max(np.abs(audio), axis=0) > _SILENCE)
-  return audio[:, :audible[-1] + 1 if audible.size else 0].astype(np.float32)
+  if not audible.size:
+    return audio[:, :0].astype(np.float32)
+  return audio[:, audible[0]:audible[-1] + 1].astype(np.float32)
 
 
 def crop(audio: np.ndarray, length: int, start: int) -> np.ndarray:
@@ -91,7 +94,7 @@ def crop(audio: np.ndarray, length: int, start: int) -> np.ndarray:
 
 
 class RandomCrop:
-  """grain `random_map`: a uniformly placed crop of the signal's audible part."""
+  """grain `random_map`: a uniformly placed crop of the signal's audible span."""
 
   def __init__(self, length: int, channels: int):
     self.length, self.channels = length, channels

@@ -26,9 +26,10 @@ from aomni_jax.layers.linear import make_param
 
 _DIMENSIONS = ("NWC", "WIO", "NWC")
 _RESIDUAL_DILATIONS = (1, 3, 9)
-# N(0, 1/fan_in) with fan_in = k·in. Untruncated: truncated-normal sampling takes ~1 s to compile
-# per kernel shape on CPU, and the VAE is only ever used with converted weights.
-_KERNEL_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal",
+# PyTorch's default conv init, U(±1/sqrt(fan_in)) with fan_in = k·in, as the official model starts
+# from. With it a fresh VAE outputs near silence, a benign start for training; a unit-variance
+# init instead makes the stacked residual units and SnakeBetas output ~300× the input level.
+_KERNEL_INIT = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform",
                                                     in_axis=-2, out_axis=-1)
 
 

@@ -11,6 +11,7 @@ import pytest
 from aomni_jax import parallel
 from aomni_jax.config import load_config
 from aomni_jax.inference import model_dir
+from aomni_jax.data import crops
 from aomni_jax.train.autoencoder import loop, step as step_lib
 from aomni_jax.train.state import init_state
 
@@ -72,10 +73,24 @@ def test_resume_is_exact_and_export_is_a_model_dir(synthetic_dataset, tmp_path):
   assert _losses(resumed) == _losses(whole)  # bit for bit
 
   summary = json.loads((whole / "summary.json").read_text())
-  assert summary["random_init"]["mel_distance"] > 0 and summary["trained"]["mel_distance"] > 0
+  for entry in summary["random_init"], summary["trained"]:  # scored, or unscored with the reason
+    assert (entry["mel_distance"] > 0 and np.isfinite(entry["si_sdr_db"])
+            if entry["scored_clips"] else "silent" in entry["why"])
   exported = model_dir.read_config(result.export_dir)
   assert exported.model.vae.latent_scale == summary["latent_scale"] > 0
   assert model_dir.has_component(result.export_dir, "vae")
   assert "reconstruction" in loop.summary_line(str(whole))
   assert sorted(p.name for p in (whole / "reconstructions" / "step_4").iterdir())[:2] == [
       "00_input.png", "00_input.wav"]
+
+
+def test_split_holds_out_whole_records_and_crops_skip_silence(synthetic_dataset):
+  split = crops.split_signals(synthetic_dataset, holdout_every=4)
+  held = {s.record for s in split.heldout}
+  assert held == {0, 4} and not held & {s.record for s in split.train}
+  assert {s.stems for s in split.train} == {("bg",), ("bg", "fg"), ("fg",)}
+  source = crops.SignalSource(synthetic_dataset, split.train)
+  audio = crops.decode_signal(source[0], 2)
+  assert audio.shape[0] == 2 and np.all(np.max(np.abs(audio[:, [0, -1]]), axis=0) > 1e-4)
+  batch = next(crops.make_crop_iterator(synthetic_dataset, split.train, 3, 1000, 2, seed=1))
+  assert batch["audio"].shape == (3, 1000, 2) and batch["audio"].dtype == np.float32

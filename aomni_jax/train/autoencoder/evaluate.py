@@ -2,7 +2,8 @@
 
 The clips are the loudest windows of held-out signals (`data.crops.evaluation_clips`), encoded
 to the posterior mean and decoded, so the numbers measure the autoencoder, not the sampling
-noise. The metrics are `evaluation.fidelity`'s (channel mean per clip, then the clip mean).
+noise. The metrics are `evaluation.fidelity`'s (channel mean per clip, then the clip mean); a
+clip the metrics refuse (a fresh VAE decodes to near silence) is reported unscored, with why.
 """
 
 from __future__ import annotations
@@ -36,14 +37,22 @@ def reconstruct(spec: StateSpec, params: dict, buffers: dict, clips: np.ndarray)
   return np.stack([np.asarray(one(vae_params, vae_buffers, clip)) for clip in clips])
 
 
+def _score(ref: np.ndarray, est: np.ndarray, sample_rate: int) -> dict[str, Any]:
+  try:
+    return {"si_sdr_db": fidelity.si_sdr(ref.T, est.T),
+            "mel_distance": fidelity.mel_distance(ref.T, est.T, sample_rate)}
+  except fidelity.MetricInputError as error:  # e.g. a fresh VAE's near-silent output
+    return {"si_sdr_db": None, "mel_distance": None, "unscored": str(error)}
+
+
 def scores(clips: np.ndarray, recons: np.ndarray, sample_rate: int) -> dict[str, Any]:
-  """Mean and per-clip SI-SDR (dB) and mel distance of channels-last clip pairs."""
-  per_clip = [{"si_sdr_db": fidelity.si_sdr(ref.T, est.T),
-               "mel_distance": fidelity.mel_distance(ref.T, est.T, sample_rate)}
-              for ref, est in zip(clips, recons)]
-  return {"si_sdr_db": float(np.mean([c["si_sdr_db"] for c in per_clip])),
-          "mel_distance": float(np.mean([c["mel_distance"] for c in per_clip])),
-          "clips": per_clip}
+  """Per-clip SI-SDR (dB) and mel distance of channels-last clip pairs, and their means over
+  the clips that could be scored (None when none could; each clip says why not)."""
+  per_clip = [_score(ref, est, sample_rate) for ref, est in zip(clips, recons)]
+  mean = lambda key: (float(np.mean(values)) if (values := [c[key] for c in per_clip
+                                                           if c[key] is not None]) else None)
+  return {"si_sdr_db": mean("si_sdr_db"), "mel_distance": mean("mel_distance"),
+          "scored_clips": sum(c["si_sdr_db"] is not None for c in per_clip), "clips": per_clip}
 
 
 def evaluate(spec: StateSpec, params: dict, buffers: dict, clips: np.ndarray, names: list[str],

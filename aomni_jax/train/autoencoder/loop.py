@@ -37,6 +37,13 @@ def _evaluate(config: Config, spec, state, eval_set, directory: epath.Path) -> d
                            config.model.sample_rate, directory)
 
 
+def _headline(result: dict[str, Any]) -> dict[str, Any]:
+  """The means, and why clips went unscored (e.g. "estimate: silent …" for a fresh VAE)."""
+  why = sorted({c["unscored"] for c in result["clips"] if "unscored" in c})
+  return {"si_sdr_db": result["si_sdr_db"], "mel_distance": result["mel_distance"],
+          "scored_clips": result["scored_clips"], "why": "; ".join(why)}
+
+
 def _step_flops(compiled: Any) -> float:
   try:
     analysis = compiled.cost_analysis()
@@ -49,7 +56,7 @@ def _step_flops(compiled: Any) -> float:
 def train(config: Config, workdir: str | None = None, stop_at: int | None = None) -> TrainResult:
   """Trains the VAE to `train.num_steps`, resuming from `workdir` if it has checkpoints."""
   tc, ae = config.train, config.autoencoder
-  workdir = epath.Path(workdir or tc.workdir).resolve()
+  workdir = epath.Path(workdir or tc.workdir)
   parallel.initialize_distributed(config.mesh)
   mesh = parallel.make_mesh(config.mesh)
   if tc.batch_size % jax.process_count():
@@ -133,8 +140,7 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
         checkpoint.save(manager, state, config, iterator_state, force=True)
       if tc.sample_every > 0 and completed % tc.sample_every == 0 and completed < tc.num_steps:
         result = _evaluate(config, spec, state, eval_set, recon_dir / f"step_{completed}")
-        logger.add_text("reconstruction", json.dumps({k: result[k] for k in
-                                                      ("si_sdr_db", "mel_distance")}), completed)
+        logger.add_text("reconstruction", json.dumps(_headline(result)), completed)
       progress.update(1)
     handle(logger.flush())
     manager.wait_until_finished()
@@ -154,8 +160,7 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
   export.export_model_dir(str(export_dir), export.with_latent_scale(config, scale), vae,
                           source=f"aomni-train {config.name} ({tc.num_steps} steps, EMA weights)")
   summary = {"step": tc.num_steps, "heldout_clips": len(eval_set[1]), "latent_scale": scale,
-             "trained": {k: final[k] for k in ("si_sdr_db", "mel_distance")},
-             "random_init": {k: initial[k] for k in ("si_sdr_db", "mel_distance")},
+             "trained": _headline(final), "random_init": _headline(initial),
              "model_dir": str(export_dir)}
   if is_main:
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -166,11 +171,15 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
                      sample_paths=[str(recon_dir / f"step_{tc.num_steps}")])
 
 
+def _describe(result: dict[str, Any]) -> str:
+  if result["si_sdr_db"] is None:
+    return f"unscored: {result['why']}"
+  return f"SI-SDR {result['si_sdr_db']:.1f} dB, mel distance {result['mel_distance']:.3f}"
+
+
 def summary_line(workdir: str) -> str:
   """One line comparing the trained and the random VAE on the held-out clips (summary.json)."""
   summary = json.loads((epath.Path(workdir) / "summary.json").read_text())
-  trained, random = summary["trained"], summary["random_init"]
-  return (f"held-out reconstructions ({summary['heldout_clips']} clips): SI-SDR "
-          f"{trained['si_sdr_db']:.1f} dB (random VAE {random['si_sdr_db']:.1f} dB), mel distance "
-          f"{trained['mel_distance']:.3f} (random VAE {random['mel_distance']:.3f}); latent_scale "
-          f"{summary['latent_scale']}")
+  return (f"held-out reconstructions ({summary['heldout_clips']} clips): trained VAE "
+          f"{_describe(summary['trained'])}; random VAE {_describe(summary['random_init'])}; "
+          f"latent_scale {summary['latent_scale']}")

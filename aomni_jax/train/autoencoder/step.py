@@ -35,8 +35,11 @@ def build_modules(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
   """The VAE, and the discriminator when `autoencoder.discriminator` is on."""
   from aomni_jax.models.discriminator import MultiScaleSTFTDiscriminator  # pylint: disable=g-import-not-at-top
   from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
-  modules = {VAE: OobleckVAE(config.model.vae, rngs=rngs)}
+  vae = OobleckVAE(config.model.vae, rngs=rngs)
   ae = config.autoencoder
+  bias = vae.encoder.conv_out.bias  # [mean | scale] channels
+  bias.value = bias.value.at[config.model.vae.latent_dim:].set(ae.posterior_scale_bias)
+  modules = {VAE: vae}
   if ae.discriminator:
     modules[DISCRIMINATOR] = MultiScaleSTFTDiscriminator(
         config.model.vae.audio_channels, ae.disc_filters, ae.disc_fft_sizes, rngs=rngs)
