@@ -2,11 +2,14 @@
 
   aomni-train --config configs/tiny.py                 the CPU demo on the embedded dataset
   aomni-train --config configs/tiny.py --set train.num_steps=50 --workdir /tmp/run
-  aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2
+  aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2 \
+      data.root=FEATURES data.precomputed=true data.model_dir=CONVERTED_DIR
+  aomni-train --config configs/audio_omni.py --init CONVERTED_DIR --set train.lora_rank=16 ...
   aomni-train --config configs/vae_tiny.py             the tiny VAE (a config with kind="vae")
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
-`<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (EMA weights for inference) and
+`<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (a converted model directory with the EMA
+weights, loadable by aomni-generate and by --init) and
 `<workdir>/samples/step_N` (wav + spectrogram PNG per fixed prompt / edit input). Look at a run
 with `tensorboard --logdir <workdir>/tensorboard` (pip install -e '.[tensorboard]').
 """
@@ -38,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--workdir",
                       help=f"output directory (default: ${WORKDIR_ENV} if set, else train.workdir "
                            "of the config)")
+  parser.add_argument("--init", help="converted model directory to fine-tune from (sets "
+                                     "train.init; its DiT and heads must fit the config)")
   logs.add_verbose_flag(parser)
   return parser
 
@@ -55,7 +60,8 @@ def choose_workdir(flag: str | None, config: Config) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   logs.configure(args.verbose)
-  config = load_config(args.config, args.set)
+  overrides = list(args.set) + ([f"train.init={args.init}"] if args.init else [])
+  config = load_config(args.config, overrides)
   workdir, source = choose_workdir(args.workdir, config)
   _log.info("workdir %s (from %s)", workdir, source)
   # Imported after the config is valid: JAX starts its backends on import of the loop's deps.

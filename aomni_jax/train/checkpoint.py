@@ -78,20 +78,3 @@ def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
     items["data"] = grain.checkpoint.CheckpointRestore(iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored["state"]
-
-
-def export_inference_weights(state: TrainState, directory: str | os.PathLike,
-                             config: Config) -> epath.Path:
-  """Writes the EMA weights ({"dit", "heads"}, fp32) and the config for inference; returns path."""
-  path = run_path(directory)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(path / "ema", state.ema_params, force=True)
-  checkpointer.wait_until_finished()
-  if jax.process_index() == 0:
-    (path / "config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
-  return path
-
-
-def load_inference_weights(directory: str | os.PathLike, abstract_params: Any) -> Any:
-  """Reads exported EMA weights into the shardings of `abstract_params` ({"dit", "heads"})."""
-  return ocp.StandardCheckpointer().restore(run_path(directory) / "ema", abstract_params)

@@ -1,5 +1,7 @@
-"""The training loop end to end on 8 fake devices: checkpoints, TensorBoard, EMA export, samples,
-restore onto another mesh shape, and stopping on a non-finite step with the checkpoints intact."""
+"""The training loop end to end on 8 fake devices, on the frozen modules of a converted model
+directory: checkpoints, TensorBoard (training and held-out validation loss), the export as a
+converted model directory, samples, restore onto another mesh shape, and stopping on a non-finite
+step with the checkpoints intact."""
 
 import dataclasses
 import glob
@@ -12,25 +14,25 @@ import pytest
 
 from aomni_jax import parallel
 from aomni_jax.config import load_config
-from aomni_jax.train import checkpoint, loop, state as state_lib
-from tests.train.conftest import write_dataset
+from aomni_jax.inference import model_dir as model_dir_lib
+from aomni_jax.train import checkpoint, loop, model_io, state as state_lib
+from tests.train.conftest import SMALL_VAE, write_dataset
 
 
-# A two-block VAE with the tiny config's ratio (256): far less to compile.
-SMALL_VAE = ("vae.channels=4", "vae.c_mults=[1,2]", "vae.strides=[16,16]")
-
-
-def _config(data_root, *overrides):
+def _config(data_root, model_dir, *overrides):
   return load_config("configs/tiny.py", [f"data.root={data_root}", "data.num_workers=0",
+                                         f"data.model_dir={model_dir}",
                                          "train.batch_size=8", "train.checkpoint_every=1",
                                          "train.num_sample_steps=2", "sampling.steps=2",
+                                         "train.eval_every=2", "train.eval_fraction=0.34",
+                                         "train.eval_batches=1", "train.log_every=1",
                                          *SMALL_VAE, *overrides])
 
 
-def test_train_resume_reshard_and_nonfinite_stop(synthetic_dataset, tmp_path):
+def test_train_resume_reshard_and_nonfinite_stop(synthetic_dataset, model_dir, tmp_path):
   """One trained run (compiling it is the expensive part) checked from several sides."""
   workdir = str(tmp_path / "run")
-  config = _config(synthetic_dataset, "train.num_steps=2")
+  config = _config(synthetic_dataset, model_dir, "train.num_steps=2")
   trained = config, workdir, loop.train(config, workdir)
   _check_outputs(trained)
   _check_restore_onto_another_mesh_shape(trained)
@@ -42,8 +44,12 @@ def _check_outputs(trained):
   assert result.final_step == 2
   assert sorted(os.listdir(result.checkpoint_dir)) == ["1", "2"]
   assert os.path.exists(os.path.join(result.checkpoint_dir, "2", "data", "process_0-of-1.json"))
-  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
-  assert os.path.isdir(os.path.join(result.export_dir, "ema"))
+  events, = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  with open(events, "rb") as handle:
+    logged = handle.read()
+  assert b"train/loss" in logged and b"eval/loss" in logged and b"eval/loss_t0.50" in logged
+  assert model_dir_lib.read_manifest(result.export_dir)["components"].keys() == {
+      "dit", "heads", "vae", "qwen"}
   names = {os.path.basename(p) for p in result.sample_paths}
   assert {"00_t2a.wav", "01_t2m.wav", "02_tts.wav"} <= names and len(names) >= 4
   for path in result.sample_paths:
@@ -68,8 +74,10 @@ def _check_restore_onto_another_mesh_shape(trained):
   assert int(a.step) == int(b.step) == 2
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
-  ema = checkpoint.load_inference_weights(result.export_dir, spec.abstract.ema_params)
-  for x, y in zip(jax.tree.leaves(jax.device_get(ema)), jax.tree.leaves(b.ema_params)):
+  # The export holds the EMA weights (+ buffers) as converted-model components.
+  exported = model_io.load_trainable(result.export_dir, cfg, parallel.make_mesh(mesh_cfg))
+  for x, y in zip(jax.tree.leaves(jax.device_get(exported)), jax.tree.leaves(b.ema_params),
+                  strict=True):
     np.testing.assert_array_equal(x, y)
 
 

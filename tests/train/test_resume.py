@@ -13,15 +13,16 @@ import time
 
 import pytest
 
-from tests.train.test_loop import SMALL_VAE
+from tests.train.conftest import SMALL_VAE
 
 NUM_STEPS = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _command(workdir, data_root, workers=0):
+def _command(workdir, data_root, model_dir, workers=0):
   return [sys.executable, "-m", "aomni_jax.cli.train", "--config", "configs/tiny.py",
           "--workdir", workdir, "--set", f"data.root={data_root}", f"data.num_workers={workers}",
+          f"data.model_dir={model_dir}",
           "train.batch_size=2", f"train.num_steps={NUM_STEPS}", "train.checkpoint_every=2",
           "train.num_sample_steps=0", *SMALL_VAE]
 
@@ -48,10 +49,10 @@ def _lines(path):
 
 
 @pytest.fixture(scope="module")
-def reference(synthetic_dataset, compilation_cache, tmp_path_factory):
+def reference(synthetic_dataset, model_dir, compilation_cache, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("reference"))
-  subprocess.run(_command(workdir, synthetic_dataset), env=_env(compilation_cache), cwd=ROOT,
-                 check=True, capture_output=True)
+  subprocess.run(_command(workdir, synthetic_dataset, model_dir), env=_env(compilation_cache),
+                 cwd=ROOT, check=True, capture_output=True)
   losses = _losses(workdir)
   assert [step for step, _ in losses] == list(range(NUM_STEPS))
   return losses
@@ -79,21 +80,23 @@ def _resume_and_compare(command, env, workdir, expected, context):
   assert _losses(workdir) == expected, context
 
 
-def test_sigkill_and_resume_is_bitwise_identical(reference, synthetic_dataset, compilation_cache,
+def test_sigkill_and_resume_is_bitwise_identical(reference, synthetic_dataset, model_dir,
+                                                 compilation_cache,
                                                  tmp_path):
   env = _env(compilation_cache)
   killed = str(tmp_path / "killed")
-  command = _command(killed, synthetic_dataset)
+  command = _command(killed, synthetic_dataset, model_dir)
   returncode, _, _, kill_after = _stop_at_a_random_point(command, env, killed, signal.SIGKILL)
   assert returncode != 0, "the run finished before it could be killed"
   _resume_and_compare(command, env, killed, reference, f"killed after {kill_after} logged steps")
 
 
-def test_sigterm_checkpoints_exits_0_and_resumes_bitwise(reference, synthetic_dataset,
+def test_sigterm_checkpoints_exits_0_and_resumes_bitwise(reference, synthetic_dataset, model_dir,
                                                          compilation_cache, tmp_path):
   env = _env(compilation_cache)
   stopped = str(tmp_path / "stopped")
-  command = _command(stopped, synthetic_dataset, workers=1)  # grain workers must shut down too
+  # grain workers must shut down too
+  command = _command(stopped, synthetic_dataset, model_dir, workers=1)
   returncode, stdout, stderr, kill_after = _stop_at_a_random_point(command, env, stopped,
                                                                    signal.SIGTERM)
   assert returncode == 0, stderr[-3000:]
