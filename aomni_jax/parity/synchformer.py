@@ -66,9 +66,9 @@ def run(fixture_dir: pathlib.Path) -> list[CaseResult]:
       starts = np.arange(cfg.num_segments(frames.shape[1])) * cfg.segment_stride
       results.append(compare("segment_start_frames", starts, arrays["segment_start_frames"],
                              atol=0))
-    results.append(compare("output", encode_video(model, frames), arrays["output"], atol=ATOL,
-                           rtol=ATOL))
-    ours = _intermediates(model, video_segments(frames, cfg))
+    results.append(compare("output", nnx.jit(encode_video)(model, frames), arrays["output"],
+                           atol=ATOL, rtol=ATOL))
+    ours = nnx.jit(_intermediates)(model, video_segments(frames, cfg))
     results += [compare(name, ours[name], arrays[name], atol=ATOL, rtol=ATOL)
                 for name in ours if name in arrays]
   return results
