@@ -181,7 +181,7 @@ class QwenConfig:
   path: str = ""  # a save_pretrained directory, a full Qwen2.5-Omni checkpoint, or ""
   dtype: str = "bfloat16"
   param_dtype: str = "bfloat16"
-  attention: str = "xla"
+  attention: str = "auto"  # cudnn flash on GPU where it applies, splash on TPU, else xla
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+import record
 from aomni_jax import flow
 from aomni_jax.config import Config, DiTConfig, FlowConfig, ModelConfig, apply_overrides
 from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
@@ -147,7 +148,12 @@ def bench_inference(cfg: DiTConfig, shape: dict, clips: int, steps: int, cached:
   total = statistics.median(times)
   flops = 2 * clips * steps * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
   tag = "" if cfg.scan_layers else " unrolled"
-  return dict(kind="generate", tag=tag, clips=clips, steps=steps, path="cached" if cached else "plain",
+  what = f"generate {clips} clip(s), {steps} steps, {'cached' if cached else 'plain'}{tag}"
+  summary = (f"{total:.3f} s ({total / clips:.3f} s/clip, {1e3 * total / steps:.2f} ms/step), "
+             f"{flops / total / 1e12 / MEASURED_PEAK_TFLOPS:.0%} MFU, "
+             f"{OFFICIAL['infer_1' if clips == 1 else 'infer_8_per_clip'] / (total / clips):.2f}× official")
+  return dict(what=what, summary=summary, kind="generate", tag=tag, clips=clips, steps=steps,
+              path="cached" if cached else "plain",
               total_s=total, per_clip_s=total / clips, step_ms=1e3 * total / steps,
               compile_s=compile_s, tflops=flops / total / 1e12,
               mfu=flops / total / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
@@ -161,7 +167,11 @@ def bench_train(cfg: DiTConfig, shape: dict, batch: int, repeats: int,
   ms = 1e3 * statistics.median(times)
   flops = 3 * batch * dit_flops(cfg, shape["latent"], shape["prepend"], shape["context"])
   tag = (" cast-once" if cast_once else "") + ("" if cfg.scan_layers else " unrolled")
-  return dict(kind="train", tag=tag, batch=batch, remat=cfg.remat, step_ms=ms, compile_s=compile_s,
+  what = f"train step batch {batch}, remat {cfg.remat}{tag}"
+  summary = (f"{ms:.1f} ms, {flops / ms * 1e3 / 1e12 / MEASURED_PEAK_TFLOPS:.0%} MFU, "
+             f"{OFFICIAL['train_8_ms'] * batch / 8 / ms:.2f}× official")
+  return dict(what=what, summary=summary, kind="train", tag=tag, batch=batch, remat=cfg.remat,
+              step_ms=ms, compile_s=compile_s,
               tflops=flops / ms * 1e3 / 1e12,
               mfu=flops / ms * 1e3 / 1e12 / MEASURED_PEAK_TFLOPS, peak_gib=peak_memory_gib())
 
@@ -212,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--attention", default=None)
   parser.add_argument("--dit", nargs="*", default=[], metavar="KEY=VALUE",
                       help="DiTConfig overrides, e.g. scan_layers=False")
-  parser.add_argument("--json", default=None, help="also write the rows here")
   args = parser.parse_args(argv)
   base, shape = base_config(args.tiny, args.dit)
   repeats = 1 if args.tiny else 3
@@ -245,9 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 lambda b=batch, c=train_cfg: bench_train(c, shape, b, max(repeats, 3),
                                                          args.cast_once))
   print_table(rows)
-  if args.json:
-    with open(args.json, "w", encoding="utf-8") as f:
-      json.dump(rows, f, indent=1)
+  record.save("dit", rows, dict(vars(args), attention=attention, dit=dataclasses.asdict(base),
+                                shape=shape, peak_tflops=MEASURED_PEAK_TFLOPS))
   return 0
 
 

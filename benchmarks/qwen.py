@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import record
 from aomni_jax.models.qwen_omni.config import (QWEN25_OMNI_3B, AudioConfig, TextConfig,
                                                ThinkerConfig, VisionConfig)
 from aomni_jax.models.qwen_omni.generate import generate
@@ -55,13 +54,7 @@ def _inputs(cfg: ThinkerConfig, batch: int, length: int, with_mask: bool) -> Thi
 
 
 def _median_ms(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())  # compile + warm up
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append((time.perf_counter() - start) * 1e3)
-  return statistics.median(times)
+  return record.time_calls(fn, repeats)["median"]
 
 
 def _peak_gib() -> str:
@@ -80,7 +73,7 @@ def main() -> None:
   parser.add_argument("--new-tokens", type=int, default=128)
   parser.add_argument("--repeats", type=int, default=10)
   parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
-  parser.add_argument("--attention", default="xla", choices=("xla", "cudnn"))
+  parser.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"))
   args = parser.parse_args()
   base = TINY if args.tiny else QWEN25_OMNI_3B
   if args.tiny:
@@ -103,6 +96,9 @@ def main() -> None:
   mfu = f"{tflops / peak:.0%}" if peak and args.dtype == "bfloat16" else "-"
   print(f"{f'features layer_idx={args.layer_idx}':<28}{f'1x{args.tokens}':<22}{ms:>11.2f}"
         f"{tflops:>10.1f}{mfu:>7}{'-':>10}{_peak_gib():>10}")
+  rows = [dict(what=f"thinker hidden_states[{args.layer_idx}], {args.tokens} tokens",
+               summary=f"{ms:.2f} ms ({tflops:.0f} TFLOP/s), attention {args.attention}",
+               median_ms=ms, tflops=tflops)]
 
   for batch in args.batches:
     prompt = _inputs(cfg, batch, args.prompt, with_mask=True)
@@ -112,6 +108,10 @@ def main() -> None:
     per_token = (total_ms - prefill_ms) / (args.new_tokens - 1)
     print(f"{'decode (greedy, KV cache)':<28}{f'{batch}x{args.prompt}+{args.new_tokens}':<22}"
           f"{per_token:>11.2f}{'-':>10}{'-':>7}{batch * 1e3 / per_token:>10.0f}{_peak_gib():>10}")
+    rows.append(dict(what=f"greedy decode, batch {batch}, {args.prompt}+{args.new_tokens} tokens",
+                     summary=f"{batch * 1e3 / per_token:.0f} tok/s ({per_token:.2f} ms/step)",
+                     ms_per_step=per_token, tokens_per_s=batch * 1e3 / per_token))
+  record.save("qwen", rows, vars(args))
 
 
 if __name__ == "__main__":

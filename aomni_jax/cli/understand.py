@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--top-p", type=float, default=1.0)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
-  parser.add_argument("--attention", default="xla", choices=("xla", "cudnn"))
+  parser.add_argument("--attention", default="auto", choices=("auto", "xla", "cudnn"))
   args = parser.parse_args(argv)
   if args.video_fps <= 0:
     parser.error(f"--video-fps must be > 0, got {args.video_fps}")

@@ -30,6 +30,14 @@ def resolve_backend(backend: str, dtype) -> str:
   return "splash" if platform == "tpu" else "xla"
 
 
+def _cudnn_applies(n: int, m: int, head_dim: int, *, key_mask, causal: bool, segments: bool,
+                   mask: bool) -> bool:
+  """Whether the cudnn path below handles this call ("auto" falls back to xla elsewhere)."""
+  if segments or mask or head_dim % 8 or head_dim > 256:
+    return False
+  return not (key_mask is not None and causal and n != m)
+
+
 def compact_keys(key_mask: jax.Array, *tensors: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
   """Moves valid keys to the front (stable), returning their counts and the permuted tensors.
 
@@ -125,7 +133,12 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   if mask is not None and mask.shape[1] != 1:
     raise ValueError("mask must be [B, 1, N, M] (shared by all heads)")
   scale = d ** -0.5 if scale is None else scale
-  backend = resolve_backend(backend, q.dtype)
+  if backend == "auto":
+    backend = resolve_backend(backend, q.dtype)
+    if backend == "cudnn" and not _cudnn_applies(n, m, d, key_mask=key_mask, causal=causal,
+                                                 segments=q_segment_ids is not None,
+                                                 mask=mask is not None):
+      backend = "xla"
 
   if backend == "cudnn":
     if q.dtype not in (jnp.bfloat16, jnp.float16):

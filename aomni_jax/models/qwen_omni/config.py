@@ -111,7 +111,7 @@ class ThinkerConfig:
   # Numerics (not part of the HF config).
   dtype: str = "bfloat16"
   param_dtype: str = "bfloat16"
-  attention: str = "xla"
+  attention: str = "auto"  # cudnn flash on GPU where it applies, splash on TPU, else xla
 
   @property
   def compute_dtype(self) -> jnp.dtype:

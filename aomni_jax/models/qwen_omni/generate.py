@@ -48,6 +48,7 @@ def _generate(graphdef, state, inputs: ThinkerInputs, key: jax.Array, *, max_new
   first_position = jnp.max(jnp.where(valid[None], inputs.position_ids, -1), axis=(0, 2)) + 1
   key_mask = jnp.concatenate([valid, jnp.zeros((b, max_new_tokens), bool)], axis=1)
   stops = jnp.asarray(stop_ids, jnp.int32)
+  layers = model.text.unstack_layers()  # once per call, not once per token
 
   def cond(carry):
     step, _, _, _, done, _, _ = carry
@@ -63,7 +64,7 @@ def _generate(graphdef, state, inputs: ThinkerInputs, key: jax.Array, *, max_new
     key_mask = key_mask.at[:, slot].set(True)
     position = jnp.broadcast_to((first_position + step)[None, :, None], (3, b, 1))
     hidden, cache = model.text.decode(model.text.embed(token[:, None]), position, cache, slot,
-                                      key_mask)
+                                      key_mask, layers)
     return step + 1, model.logits(hidden[:, 0]), cache, key_mask, done, out, key
 
   out = jnp.full((b, max_new_tokens), pad_id, jnp.int32)

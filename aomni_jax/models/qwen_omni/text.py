@@ -129,30 +129,42 @@ class TextDecoder(nnx.Module):
     pad = [(0, 0), (0, 0), (0, max_len - x.shape[1]), (0, 0), (0, 0)]
     return self.final_norm(x), KVCache(jnp.pad(k, pad), jnp.pad(v, pad))
 
-  def decode(self, x: jax.Array, position_ids: jax.Array, cache: KVCache, index: jax.Array,
-             key_mask: jax.Array) -> tuple[jax.Array, KVCache]:
-    """One token per row: x [B, 1, H] written at cache slot `index`; key_mask [B, max_len]."""
-    cos, sin = self.rotary(position_ids)
+  def unstack_layers(self) -> list[dict[str, jax.Array]]:
+    """Each layer's weights as separate arrays.
 
-    def body(h, inputs):
-      p, k_cache, v_cache = inputs
-
-      def attend(q, k, v):
-        k_all = jax.lax.dynamic_update_slice_in_dim(k_cache, k.astype(k_cache.dtype), index, 1)
-        v_all = jax.lax.dynamic_update_slice_in_dim(v_cache, v.astype(v_cache.dtype), index, 1)
-        out = dot_product_attention(q, k_all, v_all, key_mask=key_mask, backend="xla")
-        return out, (k_all, v_all)
-
-      h, new_kv = _layer(self.cfg, p, h, cos, sin, attend, attend_returns_kv=True)
-      return h, new_kv
-
+    Sliced once before a decode loop: indexing the stack inside the loop would copy every
+    layer's weights on every token (a GEMM reads a contiguous operand), tripling the weight
+    traffic that bounds decode speed.
+    """
     params = self.layers.stacked(self.cfg.text.num_layers)
-    x, (k, v) = jax.lax.scan(body, x, (params, cache.k, cache.v))
-    return self.final_norm(x), KVCache(k, v)
+    return [jax.tree.map(lambda a, i=i: a[i], params) for i in range(self.cfg.text.num_layers)]
+
+  def decode(self, x: jax.Array, position_ids: jax.Array, cache: KVCache, index: jax.Array,
+             key_mask: jax.Array, layers: list[dict[str, jax.Array]] | None = None
+             ) -> tuple[jax.Array, KVCache]:
+    """One token per row: x [B, 1, H] written at cache slot `index`; key_mask [B, max_len].
+
+    The layers are unrolled over `layers` (from `unstack_layers`) and only the new token's slot
+    of the cache is written, so inside a loop the cache is updated in place.
+    """
+    cos, sin = self.rotary(position_ids)
+    layers = self.unstack_layers() if layers is None else layers
+    k_cache, v_cache = cache.k, cache.v
+    for i, p in enumerate(layers):
+
+      def attend(q, k, v, i=i):
+        nonlocal k_cache, v_cache
+        start = (i, 0, index, 0, 0)
+        k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype)[None], start)
+        v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype)[None], start)
+        return dot_product_attention(q, k_cache[i], v_cache[i], key_mask=key_mask, backend="xla")
+
+      x, _ = _layer(self.cfg, p, x, cos, sin, attend)
+    return self.final_norm(x), KVCache(k_cache, v_cache)
 
 
 def _layer(cfg: ThinkerConfig, p: dict[str, jax.Array], x: jax.Array, cos: jax.Array,
-           sin: jax.Array, attend, attend_returns_kv: bool = False):
+           sin: jax.Array, attend):
   """One pre-norm decoder layer; returns (x, (k, v)) with the rotated keys and the values."""
   t, dt = cfg.text, cfg.compute_dtype
   b, n, _ = x.shape
@@ -166,11 +178,8 @@ def _layer(cfg: ThinkerConfig, p: dict[str, jax.Array], x: jax.Array, cos: jax.A
   k = dense(h, p["k_kernel"], p["k_bias"]).reshape(b, n, t.num_kv_heads, t.head_dim)
   v = dense(h, p["v_kernel"], p["v_bias"]).reshape(b, n, t.num_kv_heads, t.head_dim)
   q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-  if attend_returns_kv:
-    attn, kv = attend(q, k, v)
-  else:
-    attn, kv = attend(q, k, v), (k, v)
+  attn = attend(q, k, v)
   x = x + dense(attn.reshape(b, n, -1), p["o_kernel"]).astype(x.dtype)
   h = rms_norm(x, p["post_norm"], t.rms_norm_eps)
   mlp = dense(jax.nn.silu(dense(h, p["gate_kernel"])) * dense(h, p["up_kernel"]), p["down_kernel"])
-  return x + mlp.astype(x.dtype), kv
+  return x + mlp.astype(x.dtype), (k, v)

@@ -35,7 +35,7 @@ class Understander:
 
   @classmethod
   def from_pretrained(cls, path: str, *, dtype: str = "bfloat16",
-                      param_dtype: str = "bfloat16", attention: str = "xla") -> "Understander":
+                      param_dtype: str = "bfloat16", attention: str = "auto") -> "Understander":
     """From a directory holding config.json, the weights and the processor files."""
     from aomni_jax.conversion.hf_qwen import load_thinker
     cfg = load_thinker_config(path, dtype=dtype, param_dtype=param_dtype, attention=attention)

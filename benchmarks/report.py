@@ -1,0 +1,68 @@
+"""The README's performance table, built from the JSON files in `benchmarks/results/`.
+
+  python benchmarks/report.py                 print the table (newest file per benchmark and device)
+  python benchmarks/report.py --readme        also rewrite README.md between the table markers
+
+Only accelerator runs are listed unless --all is given (CPU smoke runs are kept for the record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BEGIN, END = "<!-- perf-table:begin -->", "<!-- perf-table:end -->"
+
+
+def newest(files: list[pathlib.Path], include_cpu: bool) -> list[dict]:
+  """The newest result per (benchmark, device), in benchmark-name order."""
+  latest: dict[tuple[str, str], dict] = {}
+  for path in files:
+    result = json.loads(path.read_text(encoding="utf-8"))
+    env = result["environment"]
+    if env["platform"] == "cpu" and not include_cpu:
+      continue
+    key = (result["benchmark"], env["device"])
+    if key not in latest or env["date"] > latest[key]["environment"]["date"]:
+      latest[key] = result
+  return [latest[k] for k in sorted(latest)]
+
+
+def table(results: list[dict]) -> str:
+  lines = ["| benchmark | workload | result | device | date, commit |", "|---|---|---|---|---|"]
+  for result in results:
+    env = result["environment"]
+    where = f"{env['device']}" + (f" ×{env['device_count']}" if env["device_count"] > 1 else "")
+    stamp = f"{env['date'][:10]}, {env['commit'][:8]}"
+    for row in result["rows"]:
+      text = row.get("summary") or f"error: {row['error'][:80]}"
+      lines.append(f"| {result['benchmark']} | {row['what']} | {text} | {where} | {stamp} |")
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--readme", action="store_true", help="rewrite README.md's table")
+  parser.add_argument("--all", action="store_true", help="include CPU runs")
+  args = parser.parse_args(argv)
+  text = table(newest(sorted(RESULTS.glob("*.json")), args.all))
+  print(text)
+  if args.readme:
+    readme = ROOT / "README.md"
+    body = readme.read_text(encoding="utf-8")
+    if BEGIN not in body or END not in body:
+      print(f"README.md has no {BEGIN} … {END} markers", file=sys.stderr)
+      return 2
+    head, rest = body.split(BEGIN, 1)
+    readme.write_text(head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1],
+                      encoding="utf-8")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
