@@ -226,3 +226,26 @@ def encode_video(model: Synchformer, frames: jax.Array) -> jax.Array:
   b = frames.shape[0]
   out = model(video_segments(normalize_frames(frames), model.cfg))
   return out.reshape(b, -1, out.shape[-1]).astype(jnp.float32)
+
+
+def official_flops(cfg: SynchformerConfig, num_frames: int) -> int:
+  """Model FLOPs (2 per multiply-add) of MMAudio's computation on one clip of `num_frames`.
+
+  Counts what the official code runs, including the spatial aggregation layer over every token
+  (we compute only its CLS row); softmax and norms are left out. At the real size, 250 frames
+  give 0.394 TFLOP per segment, 11.83 TFLOP per clip. official_spec §3.4 quotes 0.371 / 11.1:
+  exactly this count without the aggregation layer (23.3 GFLOP per segment), which PyTorch's FLOP
+  counter misses because it runs as one fused `TransformerEncoderLayer` kernel.
+  """
+  d, t, p = cfg.embed_dim, cfg.time_tokens, cfg.grid ** 2
+  n = 1 + t * p
+  embed = 2 * t * p * (cfg.tubelet_frames * cfg.patch_size ** 2 * 3) * d
+  projections = 2 * n * d * (4 * d) * 2  # qkv + proj, for time and for space attention
+  mlp = 2 * n * d * cfg.mlp_ratio * d * 2
+  cls_attention = 2 * 2 * n * d * 2  # the CLS query over all tokens, in both attentions
+  grouped = 2 * 2 * d * (p * t * (t + 1) + t * p * (p + 1))  # time groups + space groups
+  block = projections + mlp + cls_attention + grouped
+  rows = t * (p + 1)  # spatial aggregation: one encoder layer over [CLS; patches] per time step
+  aggregation = (2 * rows * d * 4 * d + 2 * 2 * t * (p + 1) ** 2 * d
+                 + 2 * rows * d * cfg.mlp_ratio * d * 2)
+  return cfg.num_segments(num_frames) * (embed + cfg.depth * block + aggregation)

@@ -13,7 +13,8 @@ from safetensors.numpy import load_file
 from aomni_jax.config import SynchformerConfig
 from aomni_jax.conversion.common import ConversionError, build_loaded, flat_shapes
 from aomni_jax.conversion.synchformer import convert_synchformer
-from aomni_jax.models.synchformer import Synchformer, encode_video, video_segments
+from aomni_jax.models.synchformer import (Synchformer, encode_video, official_flops,
+                                          video_segments)
 from aomni_jax.parity import load_fixture
 from aomni_jax.parity import synchformer as synchformer_parity
 
@@ -101,3 +102,13 @@ def test_real_size_parameter_count():
   # official_spec §3.4: 122,440,704 parameters, less the unused 2-D patch embedding (768·3·16·16 + 768).
   count = sum(math.prod(s) for s in _shapes(SynchformerConfig()).values())
   assert count == 122_440_704 - (768 * 3 * 16 * 16 + 768)
+
+
+def test_flops_match_the_official_count():
+  cfg = SynchformerConfig()
+  per_segment = official_flops(cfg, 16)
+  d, rows = 768, 8 * 197
+  aggregation = 2 * rows * d * 4 * d + 4 * 8 * 197 ** 2 * d + 4 * rows * d * 4 * d
+  # official_spec §3.4 counts 0.371 TFLOP per segment without the fused aggregation layer.
+  assert abs((per_segment - aggregation) / 0.371e12 - 1) < 2e-3
+  assert official_flops(cfg, 250) == 30 * per_segment
