@@ -31,7 +31,7 @@ FRAME_SIZE = 224
 
 @dataclasses.dataclass(frozen=True)
 class VideoInputs:
-  sync: SampledFrames  # frames [round(seconds·25), 224, 224, 3] uint8
+  sync: SampledFrames  # frames [round(seconds·25), sync_size, sync_size, 3] uint8
   qwen: SampledFrames  # frames [round(seconds·5), 224, 224, 3] uint8
   audio: np.ndarray | None  # [channels, samples] float32 at audio_rate, or None
   duration: float | None  # the file's duration in seconds, when known
@@ -48,12 +48,17 @@ class VideoInputs:
 def read_video_inputs(path: str, *, seconds: float = 10.0, start: float = 0.0,
                       recipe: str = "mmaudio", sync_fps: float = SYNC_FPS,
                       qwen_fps: float = QWEN_FPS, size: int = FRAME_SIZE,
-                      audio_rate: int | None = None, audio_channels: int = 1) -> VideoInputs:
-  """Decodes `path` once into Synchformer frames, Qwen frames and (if audio_rate) its audio."""
+                      sync_size: int | None = None, audio_rate: int | None = None,
+                      audio_channels: int = 1) -> VideoInputs:
+  """Decodes `path` once into Synchformer frames, Qwen frames and (if audio_rate) its audio.
+
+  `size` is the Qwen frames' side; `sync_size` the Synchformer's (default: the same).
+  """
   if recipe not in RECIPES:
     raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-  sync_transform = (resize_short_side_center_crop(size) if recipe == "mmaudio"
-                    else resize_square(size))
+  sync_size = sync_size or size
+  sync_transform = (resize_short_side_center_crop(sync_size) if recipe == "mmaudio"
+                    else resize_square(sync_size))
   sync, qwen = sample_frames(path, [sync_fps, qwen_fps], seconds, start=start,
                              sampling="timestamps" if recipe == "mmaudio" else "stride",
                              transforms=[sync_transform, resize_square(size)])
