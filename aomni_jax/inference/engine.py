@@ -30,7 +30,8 @@ from aomni_jax.config import Config
 from aomni_jax.inference import longform, model_dir, thinker as thinker_lib
 from aomni_jax.inference.pipeline import (VIDEO_TASKS, Pipeline, Request, host_inputs,
                                           qwen_prompt, resampled_mono)
-from aomni_jax.inference.video import VideoFrontEnd, check_video, expand_video_placeholder
+from aomni_jax.inference.video import (VideoFrontEnd, bare_video_placeholder, check_video,
+                                       expand_video_placeholder)
 from aomni_jax.models.conditioners import ConditionerHeads
 from aomni_jax.models.dit import DiffusionTransformer
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
@@ -202,9 +203,12 @@ class AudioOmni:
     return thinker_lib.bucket_length(longest, self.cfg.model.omni.pad_length)
 
   def batch_key(self, request: Request, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
-                ) -> tuple[bool, int]:
-    """Items batched together share this: the transcript rule and the window count."""
-    return (request.task == "TTS", self.plan(request, overlap_seconds).count)
+                ) -> tuple[bool, int, bool]:
+    """Items batched together share this: the transcript rule, the window count, and whether
+    the prompt holds a bare video placeholder (a video task without a video: the vision tower
+    must not be given videos for it)."""
+    return (request.task == "TTS", self.plan(request, overlap_seconds).count,
+            bare_video_placeholder(request))
 
   # -------------------------------------------------------------------------------------------
   # Placement.

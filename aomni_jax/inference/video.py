@@ -55,10 +55,15 @@ def check_video(request: Request) -> None:
     raise ValueError(f"video file {error}") from error
 
 
+def bare_video_placeholder(request: Request) -> bool:
+  """A video task without a video: its prompt keeps one `<|VIDEO|>` token and no video."""
+  return request.task in VIDEO_TASKS and request.video is None and request.video_frames is None
+
+
 def expand_video_placeholder(text: str, request: Request, cfg: ModelConfig,
                              vision: VisionConfig) -> str:
   """The prompt with `<|VIDEO|>` repeated once per video token, when the request has a video."""
-  if request.task not in VIDEO_TASKS or (request.video is None and request.video_frames is None):
+  if request.task not in VIDEO_TASKS or bare_video_placeholder(request):
     return text
   if VIDEO_PLACEHOLDER not in text:
     raise ValueError(f"the {request.task} prompt lacks the video placeholder")

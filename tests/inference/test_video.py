@@ -11,8 +11,10 @@ from safetensors.numpy import save_file
 
 from aomni_jax.cli import convert as convert_cli, generate as generate_cli
 from aomni_jax.config import SynchformerConfig
+from aomni_jax.inference import thinker as thinker_lib
 from aomni_jax.inference.engine import AudioOmni
 from aomni_jax.inference.pipeline import Request
+from aomni_jax.inference.video import VideoFrontEnd
 from aomni_jax.models.synchformer import encode_video
 from aomni_jax.video.inputs import read_video_inputs
 from tests.video.conftest import NTSC, write_video
@@ -67,6 +69,7 @@ def video_model(official_tiny, tmp_path_factory):
   return out, clip
 
 
+@pytest.mark.slow
 def test_v2a_with_mux_from_the_command_line(video_model, tmp_path):
   model_dir, clip = video_model
   manifest = json.loads((model_dir / "manifest.json").read_text())
@@ -74,7 +77,7 @@ def test_v2a_with_mux_from_the_command_line(video_model, tmp_path):
   wav = tmp_path / "foley.wav"
   assert generate_cli.main(["--checkpoint", str(model_dir), "--task", "v2a", "--video",
                             str(clip), "--out", str(wav), "--mux", "--dtype", "float32",
-                            "--steps", "2"]) == 0
+                            "--steps", "1"]) == 0
   sidecar = json.loads(wav.with_suffix(".json").read_text())
   assert sidecar["mp4"] == "foley.mp4" and sidecar["video"] == str(clip)
   with av.open(str(wav.with_suffix(".mp4"))) as container:
@@ -93,21 +96,25 @@ def test_engine_feeds_synchformer_features_and_the_video_to_qwen(video_model):
   assert request.sync_features.shape == (240, 768) and np.abs(request.sync_features).max() > 0
   np.testing.assert_array_equal(request.video_frames, decoded.qwen_frames)
   tokens = model.prompt_tokens(request)
-  assert tokens.count(model.thinker_cfg.video_token_id) == 25 * 16 * 16 // 4
-  with_video = model.generate([request], seed=3, steps=2)[0]
-  blind = model.generate([Request("V2A", sync_features=np.zeros((240, 768), np.float32))],
-                         seed=3, steps=2)[0]
-  assert with_video.shape == blind.shape and np.abs(with_video - blind).max() > 1e-4
+  video_tokens = 25 * 16 * 16 // 4  # 50 frames of 224×224: grid 25×16×16, 2×2 merge
+  assert tokens.count(model.thinker_cfg.video_token_id) == video_tokens
+  text_only = model.prompt_tokens(Request("V2A", sync_features=request.sync_features))
+  assert text_only.count(model.thinker_cfg.video_token_id) == 1  # the bare placeholder
+  assert model.batch_key(request) != model.batch_key(Request("V2A", sync_features=np.zeros(1)))
+  inputs = thinker_lib.pad_prompts([tokens, model.prompt_tokens(Request("T2A", prompt="rain"))],
+                                   2048, model.thinker_cfg, videos=[request.video_frames, None])
+  assert inputs.video is not None and len(inputs.video.pixels) == 4 * video_tokens
+  # TMRoPE over the video tokens: 25 grid steps of 1 s (the processor's default fps) at 25
+  # positions per second in time, an 8×8 merged grid in height and width.
+  positions = inputs.position_ids[:, 0][:, inputs.input_ids[0] == model.thinker_cfg.video_token_id]
+  assert [int(np.ptp(p)) for p in positions] == [24 * 25, 7, 7]
 
 
-def test_v2a_without_the_synchformer_component_says_what_to_do(official_tiny, video_model,
-                                                                tmp_path, capsys):
+def test_a_video_without_the_synchformer_component_says_what_to_do(video_model):
+  from aomni_jax.cli.errors import UserError
+  from aomni_jax.config import ModelConfig
   _, clip = video_model
-  out = tmp_path / "model"
-  assert convert_cli.main([str(official_tiny.checkpoint), str(out), "--config",
-                           official_tiny.config_spec, "--qwen-processor",
-                           str(official_tiny.processor)]) == 0
-  assert generate_cli.main(["--checkpoint", str(out), "--task", "v2a", "--video", str(clip),
-                            "--out", str(tmp_path / "x.wav"), "--dtype", "float32",
-                            "--steps", "1"]) == 2
-  assert "aomni-convert --synchformer" in capsys.readouterr().err
+  front_end = VideoFrontEnd(ModelConfig(), None)
+  assert front_end.prepare([Request("T2A", prompt="rain")])[0].video_frames is None
+  with pytest.raises(UserError, match="aomni-convert --synchformer"):
+    front_end.prepare([Request("V2A", video=str(clip))])
