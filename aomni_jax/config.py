@@ -286,6 +286,13 @@ class TrainConfig:
   sample_every: int = 5000  # 0: never; samples are also written once at the end of training
   num_sample_steps: int = 25  # Euler steps for the periodic samples
   peak_tflops: float = 0.0  # per device, for MFU; 0 = look up the device kind
+  init: str = ""  # converted model directory to start the DiT and heads from ("" = random init)
+  lora_rank: int = 0  # > 0: train only rank-r adapters on the DiT attention / MLP projections
+  lora_alpha: float = 0.0  # adapter scale alpha / rank; 0 = rank (scale 1)
+  eval_every: int = 0  # validation loss every N steps (0 = never; also at the end when > 0)
+  eval_fraction: float = 0.05  # share of the records held out for validation
+  eval_batches: int = 2  # validation batches per evaluation (the same examples every time)
+  eval_timesteps: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)  # fixed t grid of the eval loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +302,13 @@ class DataConfig:
   root: str = ""  # "" = the embedded default dataset, built on first use
   num_workers: int = 2
   precomputed: bool = False
+  # The converted model directory whose frozen modules (Qwen thinker, VAE) make the training
+  # features, precomputed (`aomni-data precompute --model`) or on the fly.
+  model_dir: str = ""
+  # The CPU demo (`train.demo`): when model_dir is empty, train this VAE config (e.g.
+  # configs/vae_tiny.py), build <workdir>/demo_model from it and a random tiny thinker, and
+  # precompute the features with it first. "" = off.
+  demo_vae_config: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

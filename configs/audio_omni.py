@@ -6,8 +6,10 @@ compute, scanned blocks with full rematerialisation, FSDP over every device.
   aomni-train --config configs/audio_omni.py --set mesh.data=4 train.grad_accum_steps=2
 
 Pick the attention kernel of the platform: `--set dit.attention=cudnn` (GPU) or `splash` (TPU).
-Train on batches that carry precomputed Qwen features (`qwen_hidden`, `qwen_mask`): without them
-the loop falls back to the hashed stand-in text features meant for the CPU demo (and warns).
+The frozen features come from a converted model directory (`aomni-convert`): precompute them once
+(`aomni-data precompute --data DATA --out FEATS --model CONVERTED`) and train with
+`--set data.root=FEATS data.precomputed=true data.model_dir=CONVERTED`, or leave them to the loop
+(same functions, computed on the fly). Fine-tune with `--init CONVERTED [--set train.lora_rank=16]`.
 """
 
 from aomni_jax.config import Config, DiTConfig, ModelConfig

@@ -19,7 +19,8 @@ def get_config(arg=None) -> Config:
       sample_size=65536,
       dit=DiTConfig(io_channels=8, embed_dim=64, depth=2, num_heads=2, cond_token_dim=cond,
                     global_cond_dim=cond, timestep_features_dim=32),
-      # Untrained (random) VAE weights give latents of std ≈ 15; the scale brings them near 1.
+      # Training takes the scale of the model directory's VAE (the demo's trained VAE exports
+      # the std of its posterior samples); 16 suits random weights (latent std ≈ 15).
       vae=VAEConfig(channels=8, c_mults=(1, 2, 4, 8), strides=(2, 4, 4, 8), latent_dim=8,
                     latent_scale=16.0),
       transcript=TranscriptConfig(text_dim=32, conv_layers=1, seq_len=128, proj_seq_len=16,
@@ -28,12 +29,14 @@ def get_config(arg=None) -> Config:
       sync=SyncConfig(input_dim=32, seq_len=16, out_seq_len=8, out_dim=cond),
       omni=OmniConfig(feature_dim=64, pad_length=128, out_dim=cond),
   )
-  # The loss levels off after ~50 steps (on a random VAE's latents); 120 steps take 1–2 minutes.
   train = TrainConfig(workdir="runs/tiny", batch_size=8, num_steps=120, learning_rate=1e-3,
                       warmup_steps=10, ema_decay=0.99, checkpoint_every=40, keep_checkpoints=2,
-                      log_every=10, sample_every=0, num_sample_steps=10)
+                      log_every=10, sample_every=0, num_sample_steps=10, eval_every=40,
+                      eval_fraction=0.1, eval_batches=2)
   # Norm scales and biases are a large share of so small a model; allow them to be replicated.
   mesh = MeshConfig(replication_tolerance=0.1)
   return Config(name="tiny", model=model, train=train, mesh=mesh,
                 sampling=SamplingConfig(steps=10, cfg_scale=3.0),
-                data=DataConfig(num_workers=1))
+                # The demo trains the VAE, builds the frozen "converted model" and precomputes
+                # the features first (aomni_jax.train.demo); tests set data.model_dir instead.
+                data=DataConfig(num_workers=1, demo_vae_config="configs/vae_tiny.py"))

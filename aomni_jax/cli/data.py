@@ -4,7 +4,7 @@
   aomni-data build --out DIR --sources sonic-pi,asterisk --mixtures 500
   aomni-data build --out DIR --table clips.csv    your corpus: CSV path,label[,kind,caption,…]
   aomni-data build --out DIR --stems STEMS_DIR    separated stems → edit pairs (real branch)
-  aomni-data precompute --data DIR --out DIR --config configs/tiny.py --features vae_latents
+  aomni-data precompute --data DIR --out DIR --model CONVERTED_DIR   Qwen + VAE features
   aomni-data inspect --data DIR --out PREVIEW_DIR --examples 6
 """
 
@@ -17,6 +17,7 @@ import os
 import sys
 
 from aomni_jax.audio import io as audio_io
+from aomni_jax.cli.errors import UserError, console
 from aomni_jax.data import build
 from aomni_jax.data import debian
 from aomni_jax.data import default
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
   defaults = default.DEFAULT_BUILD
   b.add_argument("--seed", type=int, default=defaults.seed)
   b.add_argument("--mixtures", type=int, default=defaults.mixtures)
+  b.add_argument("--max-events", type=int, default=defaults.max_events_per_mixture,
+                 help="events per mixture are drawn from 1..N; the edit targets one of them")
+  b.add_argument("--voice-clones", type=int, default=defaults.voice_clone_pairs,
+                 help="TTS items with a voice prompt (two clips of one speaker)")
   b.add_argument("--style-pairs", type=int, default=defaults.style_pairs)
   b.add_argument("--singles", type=int, default=defaults.max_singles_per_kind,
                  help="max T2A / T2M / TTS items per clip kind")
@@ -54,11 +59,12 @@ def _parser() -> argparse.ArgumentParser:
   p = commands.add_parser("precompute", help="frozen features → feature shards")
   p.add_argument("--data", required=True)
   p.add_argument("--out", required=True)
-  p.add_argument("--config", required=True, help="configs/*.py (model shapes)")
-  p.add_argument("--features", default="vae_latents,transcript_ids",
-                 help=f"comma list of {','.join(precompute.FEATURE_BUILDERS)},qwen_hidden")
+  p.add_argument("--model", required=True,
+                 help="converted model directory (aomni-convert, or a training export) whose "
+                      "VAE and Qwen thinker make the features; its config.json sets the shapes")
+  p.add_argument("--features", default=",".join(precompute.FEATURES),
+                 help=f"comma list of {','.join(precompute.FEATURES)}")
   p.add_argument("--batch-size", type=int, default=8)
-  p.add_argument("--seed", type=int, default=0)
   p.add_argument("--drop-stems", action="store_true", help="drop audio once features exist")
 
   i = commands.add_parser("inspect", help="summary + a few examples as wav and spectrogram PNG")
@@ -70,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _build(args: argparse.Namespace) -> None:
   config = dataclasses.replace(default.DEFAULT_BUILD, seed=args.seed, mixtures=args.mixtures,
+                               max_events_per_mixture=args.max_events,
+                               voice_clone_pairs=args.voice_clones,
                                style_pairs=0 if args.no_style else args.style_pairs,
                                max_singles_per_kind=args.singles, num_shards=args.shards,
                                workers=args.workers, codec=args.codec)
@@ -86,12 +94,23 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _precompute(args: argparse.Namespace) -> None:
-  from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
-  config = load_config(args.config)
-  features = precompute.available_features(config, args.features.split(","))
+  import jax  # pylint: disable=g-import-not-at-top
+  from aomni_jax import parallel  # pylint: disable=g-import-not-at-top
+  from aomni_jax.inference import model_dir  # pylint: disable=g-import-not-at-top
+  from aomni_jax.train import frozen  # pylint: disable=g-import-not-at-top
+  config = model_dir.read_config(args.model)
+  parallel.initialize_distributed(config.mesh)
+  # Each host runs the frozen modules on its own devices over its own shards.
+  mesh = parallel.make_mesh(config.mesh, jax.local_devices())
+  modules = frozen.load_frozen(args.model, config, mesh)
+  print(f"frozen modules: {modules.description or args.model}")
+  stage = frozen.FrozenFeatures(modules, config)
+  features = precompute.model_features(config, stage, args.features.split(","))
   manifest = precompute.precompute(args.data, args.out, features, batch_size=args.batch_size,
-                                   seed=args.seed, drop_stems=args.drop_stems,
-                                   shapes=loader.Shapes.for_model(config.model))
+                                   drop_stems=args.drop_stems,
+                                   shapes=loader.Shapes.for_model(config.model),
+                                   process_index=jax.process_index(),
+                                   process_count=jax.process_count())
   if manifest:
     print(preview.summary(manifest))
 
@@ -103,14 +122,16 @@ def _inspect(args: argparse.Namespace) -> None:
     print(png)
 
 
-def main(argv: list[str] | None = None) -> None:
+@console("aomni-data")
+def main(argv: list[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
   args = _parser().parse_args(argv)
   try:
     {"build": _build, "precompute": _precompute, "inspect": _inspect}[args.command](args)
   except (debian.PackageFetchError, FileNotFoundError, ValueError) as error:
-    sys.exit(f"aomni-data {args.command}: {error}")
+    raise UserError(f"{args.command}: {error}") from error
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

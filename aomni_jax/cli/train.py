@@ -2,10 +2,13 @@
 
   aomni-train --config configs/tiny.py                 the CPU demo on the embedded dataset
   aomni-train --config configs/tiny.py --set train.num_steps=50 --workdir /tmp/run
-  aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2
+  aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2 \
+      data.root=FEATURES data.precomputed=true data.model_dir=CONVERTED_DIR
+  aomni-train --config configs/audio_omni.py --init CONVERTED_DIR --set train.lora_rank=16 ...
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
-`<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (EMA weights for inference) and
+`<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (a converted model directory with the EMA
+weights, loadable by aomni-generate and by --init) and
 `<workdir>/samples/step_N` (wav + spectrogram PNG per fixed prompt / edit input).
 """
 
@@ -15,7 +18,8 @@ import argparse
 import logging
 import sys
 
-from aomni_jax.config import ConfigError, load_config
+from aomni_jax.cli.errors import console
+from aomni_jax.config import load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,24 +30,21 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                       help="config overrides, e.g. train.num_steps=50 dit.depth=2")
   parser.add_argument("--workdir", help="output directory (default: train.workdir of the config)")
+  parser.add_argument("--init", help="converted model directory to fine-tune from (sets "
+                                     "train.init; its DiT and heads must fit the config)")
   return parser
 
 
+@console("aomni-train")
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-  try:
-    config = load_config(args.config, args.set)
-  except ConfigError as err:
-    print(f"aomni-train: {err}", file=sys.stderr)
-    return 2
+  overrides = list(args.set) + ([f"train.init={args.init}"] if args.init else [])
+  config = load_config(args.config, overrides)
   # Imported after the config is valid: JAX starts its backends on import of the loop's deps.
   from aomni_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     result = loop.train(config, args.workdir)
-  except ConfigError as err:
-    print(f"aomni-train: {err}", file=sys.stderr)
-    return 2
   except loop.NonFiniteError as err:
     print(f"aomni-train: {err}", file=sys.stderr)
     return 3

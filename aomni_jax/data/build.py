@@ -32,8 +32,10 @@ class BuildConfig:
   """How many items of each family to make; caps keep the default dataset small."""
   seed: int = 0
   mixtures: int = 40
+  max_events_per_mixture: int = 1  # > 1: each mixture holds 1..N events; the edit targets one
   style_pairs: int = 12
   max_singles_per_kind: int = 20
+  voice_clone_pairs: int = 16  # TTS with a voice prompt: two utterances of one speaker
   num_shards: int = 8
   workers: int = max(1, os.cpu_count() or 1)
   codec: str = "flac16"
@@ -43,7 +45,8 @@ class BuildConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-  """One item to synthesise: kind ("mix", "style", "single", "stems"), its index, input clips."""
+  """One item to synthesise: kind ("mix", "style", "single", "clone", "stems"), its index, input
+  clips (mix: background, edited event, other events; clone: voice prompt, new utterance)."""
   kind: str
   index: int
   clips: tuple[Clip, ...] = ()
@@ -130,7 +133,13 @@ def plan_jobs(clips: list[Clip], config: BuildConfig, soundfont: Clip | None) ->
                             for _ in range(-(-config.mixtures // len(events)))])
     for event_index in order[:config.mixtures]:
       background = backgrounds[int(rng.integers(len(backgrounds)))]
-      jobs.append(Job("mix", len(jobs), (background, events[int(event_index)])))
+      others = ()
+      if config.max_events_per_mixture > 1:
+        candidates = [i for i in range(len(events)) if i != event_index]
+        count = min(int(rng.integers(0, config.max_events_per_mixture)), len(candidates))
+        others = tuple(events[candidates[int(i)]]
+                       for i in rng.choice(len(candidates), count, replace=False))
+      jobs.append(Job("mix", len(jobs), (background, events[int(event_index)], *others)))
   elif config.mixtures:
     _LOG.warning("no %s clips: skipping mixtures", "event" if backgrounds else "background")
   if soundfont:
@@ -139,6 +148,26 @@ def plan_jobs(clips: list[Clip], config: BuildConfig, soundfont: Clip | None) ->
     pool = by_kind[kind]
     for clip_index in rng.permutation(len(pool))[:config.max_singles_per_kind]:
       jobs.append(Job("single", len(jobs), (pool[int(clip_index)],)))
+  jobs += _voice_clone_jobs(by_kind["speech"], config.voice_clone_pairs, len(jobs), rng)
+  return jobs
+
+
+def _voice_clone_jobs(speech: list[Clip], count: int, first_index: int,
+                      rng: np.random.Generator) -> list[Job]:
+  """`count` (prompt, utterance) pairs of distinct clips of one speaker, speakers taken in turn."""
+  by_speaker = collections.defaultdict(list)
+  for clip in speech:
+    if clip.speaker:
+      by_speaker[clip.speaker].append(clip)
+  speakers = sorted(name for name, clips in by_speaker.items() if len(clips) >= 2)
+  if count and not speakers:
+    _LOG.warning("no speaker with two clips: skipping voice-cloning pairs")
+    return []
+  jobs = []
+  for i in range(count if speakers else 0):
+    clips = by_speaker[speakers[i % len(speakers)]]
+    prompt, utterance = rng.choice(len(clips), 2, replace=False)
+    jobs.append(Job("clone", first_index + i, (clips[int(prompt)], clips[int(utterance)])))
   return jobs
 
 
@@ -153,10 +182,16 @@ def make_item(job: Job, config: BuildConfig) -> synth.Item:
   rng = np.random.default_rng([config.seed, job.index])
   cfg = config.synth
   if job.kind == "mix":
-    background, event = job.clips
+    background, event, *others = job.clips
     item = synth.mixture_item(job.item_id, _load_clip(background.path, cfg.rate),
                               _load_clip(event.path, cfg.rate), background.label, event.label,
-                              rng, cfg)
+                              rng, cfg, tuple((_load_clip(o.path, cfg.rate), o.label)
+                                              for o in others))
+  elif job.kind == "clone":
+    prompt, utterance = job.clips
+    item = synth.voice_clone_item(job.item_id, _load_clip(prompt.path, cfg.rate),
+                                  _load_clip(utterance.path, cfg.rate), prompt.transcript,
+                                  utterance.transcript, prompt.speaker, cfg)
   elif job.kind == "style":
     item = synth.style_item(job.item_id, job.clips[0].path, rng, cfg)
   elif job.kind == "stems":

@@ -21,12 +21,14 @@ _LOG = logging.getLogger(__name__)
 
 DEFAULT_SOURCES = ("sonic-pi", "freedesktop", "alsa", "asterisk", "gcompris")
 DEFAULT_BUILD = build.BuildConfig(seed=0, mixtures=40, style_pairs=12, max_singles_per_kind=16,
-                                  num_shards=4)
+                                  voice_clone_pairs=16, num_shards=4)
+# Bumped whenever the default build changes, so a cached older build is not reused.
+DEFAULT_VERSION = 2
 _MAX_SPEECH_CLIPS = 32  # the Asterisk set alone has ~250; the default needs only a few
 
 
 def default_dataset_dir(root: str) -> str:
-  return os.path.join(root, f"default-v{records.SCHEMA_VERSION}")
+  return os.path.join(root, f"default-v{records.SCHEMA_VERSION}.{DEFAULT_VERSION}")
 
 
 def ensure_default_dataset(root: str, workers: int | None = None, progress: bool = True) -> str:

@@ -54,21 +54,44 @@ class Shapes:
                target_channels=model.vae.audio_channels)
 
 
-class ExampleSource:
-  """Random access to examples (several per record), indexed by the shards' count sidecars."""
+SPLITS = ("all", "train", "eval")
 
-  def __init__(self, shard_paths: list[str]):
+
+def is_held_out(record_index: np.ndarray, eval_fraction: float) -> np.ndarray:
+  """Whether each record belongs to the validation split: a fixed hash of its index, so the
+  split does not depend on shuffling, seeds or process count, and all examples made from one
+  recording (add / remove / extract / T2A of a mixture) fall on the same side."""
+  hashed = (np.asarray(record_index, np.uint64) * np.uint64(0x9E3779B1)) % np.uint64(2**32)
+  return hashed < np.uint64(int(eval_fraction * 2**32))
+
+
+class ExampleSource:
+  """Random access to examples (several per record), indexed by the shards' count sidecars.
+
+  `split`: "all", or "train" / "eval" with `eval_fraction` of the records held out
+  (`is_held_out`); the example index stays the one of the whole dataset.
+  """
+
+  def __init__(self, shard_paths: list[str], split: str = "all", eval_fraction: float = 0.0):
+    if split not in SPLITS:
+      raise ValueError(f"split {split!r} is not one of {SPLITS}")
     self._records = grain.sources.ArrayRecordDataSource(shard_paths)
     counts = np.concatenate([np.load(records.counts_path(p)) for p in shard_paths])
     self._record_of = np.repeat(np.arange(len(counts)), counts)
     self._slot_of = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    self._index = np.arange(counts.sum())
+    if split != "all":
+      keep = is_held_out(self._record_of, eval_fraction) == (split == "eval")
+      self._record_of, self._slot_of = self._record_of[keep], self._slot_of[keep]
+      self._index = self._index[keep]
 
   def __len__(self) -> int:
     return len(self._record_of)
 
   def __getitem__(self, index: int) -> tuple[bytes, int, int]:
     """Returns (record bytes, example slot within the record, example index)."""
-    return self._records[int(self._record_of[index])], int(self._slot_of[index]), int(index)
+    return (self._records[int(self._record_of[index])], int(self._slot_of[index]),
+            int(self._index[index]))
 
 
 class ExampleDecoder:
@@ -116,7 +139,8 @@ class ExampleDecoder:
 def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: int | None = None,
                  process_index: int | None = None, process_count: int | None = None,
                  worker_count: int = 0, read_threads: int = 2, prefetch_batches: int = 2,
-                 shapes: Shapes = Shapes(), include_audio: bool = True) -> grain.IterDataset:
+                 shapes: Shapes = Shapes(), include_audio: bool = True, split: str = "all",
+                 eval_fraction: float = 0.0) -> grain.IterDataset:
   """The per-process batch stream; `process_*` default to this JAX process and the job size.
 
   Elements are whole batches of several MB, so read-ahead is counted in batches: each process
@@ -127,11 +151,12 @@ def make_dataset(data_dir: str, batch_size: int, *, seed: int = 0, num_epochs: i
     import jax  # pylint: disable=g-import-not-at-top  (only needed when not given explicitly)
     process_index, process_count = jax.process_index(), jax.process_count()
   manifest = records.Manifest.load(data_dir)
-  dataset = grain.MapDataset.source(ExampleSource(manifest.shard_paths(data_dir)))
+  dataset = grain.MapDataset.source(ExampleSource(manifest.shard_paths(data_dir), split,
+                                                  eval_fraction))
   per_epoch = (len(dataset) // process_count) * process_count
   if per_epoch < process_count * batch_size:
-    raise ValueError(f"{data_dir}: {len(dataset)} examples cannot fill one batch of {batch_size} "
-                     f"on each of {process_count} processes")
+    raise ValueError(f"{data_dir}: {len(dataset)} examples ({split} split) cannot fill one batch "
+                     f"of {batch_size} on each of {process_count} processes")
   dataset = dataset[:per_epoch].shuffle(seed).repeat(num_epochs)
   dataset = dataset[process_index::process_count]
   dataset = dataset.map(ExampleDecoder(shapes, include_audio))

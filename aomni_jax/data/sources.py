@@ -20,7 +20,7 @@ from aomni_jax.data import debian
 from aomni_jax.data import qt_rcc
 
 KINDS = ("event", "background", "speech", "music")
-CSV_COLUMNS = ("path", "label", "kind", "caption", "transcript", "licence", "source")
+CSV_COLUMNS = ("path", "label", "kind", "caption", "transcript", "licence", "source", "speaker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Clip:
   transcript: str = ""
   licence: str = "unknown"
   source: str = "user"
+  speaker: str = ""  # speech: who speaks; two clips of one speaker make a voice-cloning pair
 
 
 def write_table(clips: list[Clip], path: str) -> None:
@@ -60,7 +61,8 @@ def read_table(path: str, folder: str | None = None) -> list[Clip]:
       clips.append(Clip(
           path=os.path.join(folder, row["path"]), label=row["label"], kind=kind,
           caption=row.get("caption") or "", transcript=row.get("transcript") or "",
-          licence=row.get("licence") or "unknown", source=row.get("source") or "user"))
+          licence=row.get("licence") or "unknown", source=row.get("source") or "user",
+          speaker=row.get("speaker") or ""))
   return clips
 
 
@@ -136,7 +138,7 @@ def _freedesktop(root: str, copyright_text: str, unused_cache_dir: str) -> list[
     if stem.startswith("audio-channel-"):
       words = stem.removeprefix("audio-channel-").replace("-", " ").capitalize()
       clips.append(Clip(path, "speech", "speech", transcript=f"{words}.", licence=licence,
-                        source="sound-theme-freedesktop"))
+                        source="sound-theme-freedesktop", speaker="sound-theme-freedesktop"))
     elif stem in _FREEDESKTOP:
       clips.append(Clip(path, _FREEDESKTOP[stem], "event", licence=licence,
                         source="sound-theme-freedesktop"))
@@ -152,7 +154,7 @@ def _alsa(root: str, copyright_text: str, unused_cache_dir: str) -> list[Clip]:
       clips.append(Clip(path, "noise", "background", licence=licence, source="alsa-utils"))
     else:
       clips.append(Clip(path, "speech", "speech", transcript=stem.replace("_", " ") + ".",
-                        licence=licence, source="alsa-utils"))
+                        licence=licence, source="alsa-utils", speaker="alsa-utils"))
   return clips
 
 
@@ -173,7 +175,8 @@ def _asterisk(root: str, copyright_text: str, unused_cache_dir: str,
     usable = text and "[" not in text and not re.search(r"\d", text)
     if usable and 2 <= len(text.split()) <= max_words and os.path.exists(path):
       clips.append(Clip(path, "speech", "speech", transcript=text, source="asterisk-core-sounds-en",
-                        licence=debian.licence_for(copyright_text, os.path.basename(path))))
+                        licence=debian.licence_for(copyright_text, os.path.basename(path)),
+                        speaker="Allison (asterisk-core-sounds-en)"))
   return clips
 
 

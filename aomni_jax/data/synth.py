@@ -15,6 +15,7 @@ import numpy as np
 
 from aomni_jax.audio import dsp
 from aomni_jax.data import templates
+from aomni_jax.text import prompts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,13 +100,28 @@ def normalise_stems(stems: dict[str, np.ndarray], config: SynthConfig) -> dict[s
 
 
 def mixture_item(item_id: str, background: np.ndarray, event: np.ndarray, bg_label: str,
-                 event_label: str, rng: np.random.Generator, config: SynthConfig) -> Item:
-  """The add/remove/extract triple for one mixture, plus a text-to-audio example of it."""
+                 event_label: str, rng: np.random.Generator, config: SynthConfig,
+                 others: tuple[tuple[np.ndarray, str], ...] = ()) -> Item:
+  """The add/remove/extract triple for one mixture, plus a text-to-audio example of it.
+
+  `others`: further (event, label) pairs mixed into the background first (each at its own drawn
+  SNR), so the edit acts on one sound among several and the residual keeps the rest.
+  """
+  other_params = []
+  for other, _ in others:
+    stems, drawn = mix_event(background, other, rng, config)
+    background = stems["background"] + stems["event"]
+    other_params.append(drawn)
   stems, params = mix_event(background, event, rng, config)
-  caption = f"{event_label} with {bg_label} in the background"
+  other_labels = [label for _, label in others]
+  caption = (" and ".join([event_label] + other_labels) +
+             f" with {bg_label} in the background")
   examples = edit_triple(event_label) + [
       example("t2a", [], ["background", "event"], desc=caption, label=event_label)]
-  return Item(item_id, stems, examples, dict(params, labels=[event_label, bg_label]))
+  meta = dict(params, labels=[event_label, *other_labels, bg_label])
+  if others:
+    meta["other_events"] = other_params
+  return Item(item_id, stems, examples, meta)
 
 
 def stems_item(item_id: str, residual: np.ndarray, target: np.ndarray, label: str,
@@ -156,6 +172,28 @@ def single_item(item_id: str, audio: np.ndarray, kind: str, label: str, caption:
     item_example = example("t2m" if kind == "music" else "t2a", [], ["target"], desc=text,
                            label=label)
   return Item(item_id, stems, [item_example], {"labels": [label]})
+
+
+VOICE_PROMPT_SECONDS = 6.0  # inference keeps the last 6 s of a voice prompt (Gradio)
+
+
+def voice_clone_item(item_id: str, prompt: np.ndarray, speech: np.ndarray, prompt_text: str,
+                     speech_text: str, speaker: str, config: SynthConfig) -> Item:
+  """TTS with a voice prompt (voice cloning), laid out as inference uses it: the mel path gets
+  the prompt (its last 6 s, zero-padded), the transcript is "prompt text. new text", and the
+  target is the prompt followed by the new utterance of the same speaker (inference then cuts
+  the prompt's duration off the front of the output)."""
+  prompt = dsp.to_channels(prompt, 2)[:, -int(VOICE_PROMPT_SECONDS * config.rate):]
+  speech = dsp.to_channels(speech, 2)[:, :config.frames - prompt.shape[-1]]
+  placed = np.zeros((2, config.frames), np.float32)
+  placed[:, prompt.shape[-1]:prompt.shape[-1] + speech.shape[-1]] = speech
+  stems = normalise_stems({"prompt": dsp.fit_length(prompt, config.frames), "speech": placed},
+                          config)
+  transcript = prompts.speech_transcript(speech_text, prompt_text)
+  return Item(item_id, stems, [example("tts", ["prompt"], ["prompt", "speech"],
+                                       transcript=transcript, label="speech")],
+              {"labels": ["speech"], "speaker": speaker,
+               "prompt_s": prompt.shape[-1] / config.rate})
 
 
 # ---- style transfer: one phrase, two instruments ---------------------------------------------

@@ -71,21 +71,3 @@ def restore(manager: ocp.CheckpointManager, abstract_state: TrainState,
     items["data"] = grain.checkpoint.CheckpointRestore(iterator)
   restored = manager.restore(step, args=ocp.args.Composite(**items))
   return restored["state"]
-
-
-def export_inference_weights(state: TrainState, directory: str, config: Config) -> str:
-  """Writes the EMA weights ({"dit", "heads"}, fp32) and the config for inference; returns path."""
-  path = os.path.abspath(directory)
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(path, "ema"), state.ema_params, force=True)
-  checkpointer.wait_until_finished()
-  if jax.process_index() == 0:
-    with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as handle:
-      json.dump(to_dict(config), handle, indent=2, default=str)
-  return path
-
-
-def load_inference_weights(directory: str, abstract_params: Any) -> Any:
-  """Reads exported EMA weights into the shardings of `abstract_params` ({"dit", "heads"})."""
-  return ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), "ema"),
-                                            abstract_params)

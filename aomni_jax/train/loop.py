@@ -23,7 +23,8 @@ from tqdm import tqdm
 from aomni_jax import parallel
 from aomni_jax.config import Config, ConfigError, to_dict
 from aomni_jax.data import loader
-from aomni_jax.train import checkpoint, features, metrics as metrics_lib, samples
+from aomni_jax.train import (checkpoint, demo, features, frozen as frozen_lib, metrics as
+                             metrics_lib, model_io, samples, validation)
 from aomni_jax.train.state import init_state, make_state_spec, parameter_count
 from aomni_jax.train.step import abstract_batch, abstract_key, build_train_step
 
@@ -89,6 +90,15 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
   is_main = jax.process_index() == 0
   data_dir = resolve_data_dir(config)
   os.makedirs(workdir, exist_ok=True)
+  if config.data.demo_vae_config and not config.data.model_dir:
+    config = demo.prepare(config, workdir, data_dir)
+    data_dir = config.data.root
+  if not config.data.model_dir:
+    raise ConfigError("data.model_dir is empty: set it to a converted model directory (aomni-"
+                      "convert) whose VAE and Qwen thinker make the training features")
+  config = frozen_lib.with_model_dir_latent_scale(config, config.data.model_dir)
+  modules = frozen_lib.load_frozen(config.data.model_dir, config, mesh)
+  _log.warning("frozen modules from %s: %s", config.data.model_dir, modules.description)
 
   spec = make_state_spec(config, mesh)
   if mesh.size > 1:
@@ -99,23 +109,28 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
 
   iterator = loader.make_train_iterator(
       data_dir, tc.batch_size // jax.process_count(), seed=tc.seed,
-      worker_count=config.data.num_workers,
-      shapes=loader.Shapes(mel_frames=model.mel.num_samples, target_frames=model.sample_size))
+      worker_count=config.data.num_workers, shapes=loader.Shapes.for_model(model),
+      split="train" if tc.eval_every > 0 else "all", eval_fraction=tc.eval_fraction)
 
   manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"), config)
   if manager.latest_step() is not None:
     state = checkpoint.restore(manager, spec.abstract, iterator)
     _log.info("resumed from step %d", manager.latest_step())
   else:
-    state = init_state(config, spec)
+    weights = model_io.load_trainable(tc.init, config, mesh) if tc.init else None
+    state = init_state(config, spec, weights=weights)
+    if tc.init:
+      _log.info("DiT and heads start from %s%s", tc.init,
+                f" (LoRA rank {tc.lora_rank} on top, base frozen)" if tc.lora_rank else "")
   start = int(jax.device_get(state.step))
 
-  frozen = features.FrozenStage.create(config, mesh, tc.batch_size)
+  stage = features.FrozenStage(config, mesh, modules, tc.batch_size)
   step_shapes = features.step_batch_shapes(config, tc.batch_size)
   train_step = build_train_step(config, mesh, step_shapes, spec)
+  validator = (validation.Validator(config, spec, mesh, stage, data_dir) if tc.eval_every > 0
+               else None)
   # Copy the base key out of the state: the state's buffers are donated to every step.
   base_key = jnp.array(jax.device_get(state.rng))
-  feature_key = jax.random.fold_in(base_key, 1)
   compiled = train_step.fn.lower(spec.abstract, abstract_batch(train_step, step_shapes),
                                  abstract_key(train_step)).compile()
   _report_memory(compiled)
@@ -158,15 +173,19 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
       completed = step + 1
       save_now = manager.should_save(completed) or completed == end
       iterator_state = iterator.get_state() if save_now else None
-      step_batch = frozen(batch, jax.random.fold_in(feature_key, step))
+      step_batch = stage(batch)
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, step_metrics = compiled(state, step_batch, base_key)
       handle(logger.push(step_metrics))
       if save_now:
         handle(logger.flush())  # never save a step that is not checked
         checkpoint.save(manager, state, config, iterator_state, force=True)
+      if validator is not None and (completed % tc.eval_every == 0 or completed == tc.num_steps):
+        values = validator(state)
+        logger.add_scalars(values, completed)
+        _log.info("step %d: validation loss %.4f", completed, values["eval/loss"])
       if tc.sample_every > 0 and completed % tc.sample_every == 0 and completed < tc.num_steps:
-        _write_samples(config, spec, state, frozen, data_dir, workdir, completed)
+        _write_samples(config, spec, state, stage, data_dir, workdir, completed)
       progress.update(1)
     handle(logger.flush())
     manager.wait_until_finished()
@@ -180,25 +199,26 @@ def train(config: Config, workdir: str | None = None, stop_at: int | None = None
     manager.close()
     return TrainResult(final_step=end, last_metrics=logger.last,
                        checkpoint_dir=str(manager.directory), export_dir=None, sample_paths=[])
-  export_dir = checkpoint.export_inference_weights(
-      state, os.path.join(workdir, "export", f"step_{tc.num_steps}"), config)
+  export_dir = model_io.export(state, spec, config, modules, config.data.model_dir,
+                              os.path.join(workdir, "export", f"step_{tc.num_steps}"))
   sample_paths = []
   if tc.num_sample_steps > 0:
-    sample_paths = _write_samples(config, spec, state, frozen, data_dir, workdir, tc.num_steps)
+    sample_paths = _write_samples(config, spec, state, stage, data_dir, workdir, tc.num_steps)
   manager.close()
   return TrainResult(final_step=int(jax.device_get(state.step)), last_metrics=logger.last,
                      checkpoint_dir=str(manager.directory), export_dir=export_dir,
                      sample_paths=sample_paths)
 
 
-def _write_samples(config: Config, spec, state, frozen: features.FrozenStage, data_dir: str,
+def _write_samples(config: Config, spec, state, stage: features.FrozenStage, data_dir: str,
                    workdir: str, step: int) -> list[str]:
   if jax.process_count() > 1:
     # Sampling gathers the EMA weights onto one host; not done for multi-process runs yet.
     _log.warning("periodic samples are only written by single-process runs; skipping")
     return []
   out_dir = os.path.join(workdir, "samples", f"step_{step}")
-  paths = samples.generate_samples(config, spec, state, frozen.vae(), out_dir,
-                                   samples.edit_inputs(data_dir), seed=config.train.seed)
+  paths = samples.generate_samples(config, spec, state, stage.modules.vae, out_dir,
+                                   samples.edit_inputs(data_dir), stage.features.qwen,
+                                   seed=config.train.seed)
   _log.info("wrote %d samples to %s", len(paths), out_dir)
   return paths

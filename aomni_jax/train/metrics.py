@@ -119,6 +119,13 @@ class MetricLogger:
     self.last = {"step": step, **values}
     return self.last
 
+  def add_scalars(self, values: dict[str, float], step: int) -> None:
+    """Writes scalars under their own tags (e.g. "eval/loss") and flushes them."""
+    if self._writer is not None:
+      for tag, value in values.items():
+        self._writer.add_scalar(tag, value, step)
+      self._writer.flush()
+
   def add_text(self, tag: str, text: str, step: int) -> None:
     if self._writer is not None:
       self._writer.add_text(tag, text, step)

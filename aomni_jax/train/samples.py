@@ -1,8 +1,7 @@
 """Periodic samples during training: fixed prompts and fixed edit inputs → wav + spectrogram PNG.
 
-Uses `aomni_jax.inference.pipeline` with the EMA weights. The Qwen features are whatever training used: the
-hashed stand-in (`features.hashed_text_features`) unless the batches carried real ones, in which
-case a Qwen feature callable can be passed.
+Uses `aomni_jax.inference.pipeline` with the EMA weights, the Qwen features of the same frozen
+thinker that made the training features, and the model directory's VAE to decode.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from flax import nnx
 
 from aomni_jax.config import Config
 from aomni_jax.data import loader, records
-from aomni_jax.train import features
+from aomni_jax.train.state import module_params
 
 GENERATION_PROMPTS = (("T2A", "A dog barking in a quiet park"),
                       ("T2M", "A calm piano melody with soft strings"),
@@ -43,13 +42,6 @@ def edit_inputs(data_dir: str, count: int = 2) -> list[dict[str, Any]]:
   return found
 
 
-def hashed_qwen(config: Config) -> Callable:
-  """The pipeline's Qwen callable for the hashed stand-in features."""
-  omni = config.model.omni
-  return lambda qwen_prompts: features.hashed_text_features(
-      [p.text for p in qwen_prompts], omni.pad_length, omni.feature_dim)
-
-
 def write_sample(path_stem: str, audio: np.ndarray, sample_rate: int, title: str) -> None:
   """[samples, channels] float audio → `<stem>.wav` and `<stem>.png` (log-magnitude spectrogram)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -70,19 +62,20 @@ def write_sample(path_stem: str, audio: np.ndarray, sample_rate: int, title: str
 
 
 def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: str,
-                     edits: Sequence[dict[str, Any]], qwen: Callable | None = None,
+                     edits: Sequence[dict[str, Any]], qwen: Callable[[list[str]], tuple],
                      seed: int = 0) -> list[str]:
   """Generates the fixed prompts and edits with the EMA weights of `state` (a TrainState);
-  returns the written wav paths."""
+  `qwen` maps chat prompts to (qwen_hidden, qwen_mask). Returns the written wav paths."""
   from aomni_jax.inference import pipeline  # pylint: disable=g-import-not-at-top
-  ema, buffers = jax.device_get((state.ema_params, state.buffers))
+  ema, buffers = jax.device_get((module_params(state, config, ema=True), state.buffers))
   heads = nnx.merge(spec.graphdefs["heads"], ema["heads"], buffers["heads"])
   dit = nnx.merge(spec.graphdefs["dit"], ema["dit"], buffers["dit"])
   pipe = pipeline.Pipeline(config, heads, dit, vae)
   requests = [pipeline.Request(task, prompt=text) for task, text in GENERATION_PROMPTS]
   requests += [pipeline.Request(e["task"], prompt=e["label"], audio=e["audio"],
                                 sample_rate=config.model.mel.sample_rate) for e in edits]
-  audio = pipe.generate(requests, qwen or hashed_qwen(config), key=jax.random.PRNGKey(seed),
+  audio = pipe.generate(requests, lambda prompts: qwen([p.text for p in prompts]),
+                        key=jax.random.PRNGKey(seed),
                         steps=config.train.num_sample_steps)
   os.makedirs(out_dir, exist_ok=True)
   paths = []

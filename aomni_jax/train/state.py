@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from aomni_jax import parallel
 from aomni_jax.config import Config
-from aomni_jax.train import optim
+from aomni_jax.train import lora, optim
 
 # The trainable modules, in a fixed order; their names are the top-level keys of `params`.
 TRAINABLE = ("dit", "heads")
@@ -31,11 +31,15 @@ class TrainState:
   """Everything that changes during training; checkpointed as one pytree."""
 
   step: jax.Array  # int32 []
-  params: dict  # {"dit": ..., "heads": ...} fp32 master weights (pure dicts)
-  buffers: dict  # non-trainable persistent variables of the same modules (constants)
+  # What the optimiser updates, fp32 (pure dicts): {"dit": ..., "heads": ...}, or with LoRA only
+  # the adapters {"dit": {kernel path: {"a", "b"}}} (`train.lora`).
+  params: dict
+  buffers: dict  # non-trainable persistent variables of the modules (constants)
   opt_state: optax.OptState
   ema_params: dict  # fp32, sharded like params
   rng: jax.Array  # uint32 [2]: the run's base key; step keys fold in the step number
+  # With LoRA: the base {"dit", "heads"} weights, not differentiated; otherwise {}.
+  frozen: dict = flax.struct.field(default_factory=dict)
 
 
 def build_trainable(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
@@ -76,7 +80,16 @@ def make_state_spec(config: Config, mesh: Mesh,
   param_axes = {k: parallel.logical_axes(v) for k, v in params.items()}
   pure_params = {k: nnx.to_pure_dict(v) for k, v in params.items()}
   pure_buffers = {k: nnx.to_pure_dict(v) for k, v in buffers.items()}
-  tx = optim.build_optimizer(config.train, optim.weight_decay_mask(pure_params, param_axes))
+  frozen, frozen_shardings = {}, {}
+  if config.train.lora_rank > 0:
+    frozen, frozen_shardings = pure_params, param_shardings
+    adapters, adapter_shardings = lora.abstract_adapters(
+        pure_params["dit"], param_axes["dit"], config.train.lora_rank, mesh, rules)
+    pure_params, param_shardings = {"dit": adapters}, {"dit": adapter_shardings}
+    decay_mask = jax.tree.map(lambda _: True, pure_params)
+  else:
+    decay_mask = optim.weight_decay_mask(pure_params, param_axes)
+  tx = optim.build_optimizer(config.train, decay_mask)
   abstract_opt = jax.eval_shape(tx.init, pure_params)
   replicated = NamedSharding(mesh, PartitionSpec())
   opt_shardings = optax.tree_map_params(tx, lambda _, s: s, abstract_opt, param_shardings,
@@ -84,9 +97,10 @@ def make_state_spec(config: Config, mesh: Mesh,
   ema = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), pure_params)
   shapes = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=pure_params,
                       buffers=pure_buffers, opt_state=abstract_opt, ema_params=ema,
-                      rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+                      rng=jax.ShapeDtypeStruct((2,), jnp.uint32), frozen=frozen)
   shardings = TrainState(step=replicated, params=param_shardings, buffers=buffer_shardings,
-                         opt_state=opt_shardings, ema_params=param_shardings, rng=replicated)
+                         opt_state=opt_shardings, ema_params=param_shardings, rng=replicated,
+                         frozen=frozen_shardings)
   abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                           shapes, shardings)
   return StateSpec(graphdefs=graphdefs, abstract=abstract, shardings=shardings,
@@ -94,22 +108,41 @@ def make_state_spec(config: Config, mesh: Mesh,
 
 
 def init_state(config: Config, spec: StateSpec,
-               build: Callable[[Config, nnx.Rngs], dict[str, nnx.Module]] = build_trainable
-               ) -> TrainState:
-  """A fresh state from `train.seed`, initialised on device into `spec.shardings`."""
+               build: Callable[[Config, nnx.Rngs], dict[str, nnx.Module]] = build_trainable,
+               weights: dict | None = None) -> TrainState:
+  """A fresh state from `train.seed`, initialised on device into `spec.shardings`.
 
-  def init(seed: jax.Array) -> TrainState:
+  `weights`: {"dit", "heads"} pure-dict params to start from (fine-tuning, `train.init`) instead
+  of the random initialisation; with LoRA they become the frozen base weights.
+  """
+
+  def init(seed: jax.Array, weights: dict | None) -> TrainState:
     key = jax.random.PRNGKey(seed)
     init_key, run_key = jax.random.split(key)
     _, params, buffers = _split(build(config, nnx.Rngs(init_key)))
     params = {k: nnx.to_pure_dict(v) for k, v in params.items()}
     buffers = {k: nnx.to_pure_dict(v) for k, v in buffers.items()}
+    if weights is not None:
+      params = jax.tree.map(lambda w, p: w.astype(p.dtype), weights, params)
+    frozen = {}
+    if config.train.lora_rank > 0:
+      frozen = params
+      params = {"dit": lora.init_adapters(spec.abstract.params["dit"],
+                                          jax.random.fold_in(init_key, 1))}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, buffers=buffers,
                       opt_state=spec.tx.init(params),
                       ema_params=jax.tree.map(lambda p: p.astype(jnp.float32), params),
-                      rng=run_key)
+                      rng=run_key, frozen=frozen)
 
-  return jax.jit(init, out_shardings=spec.shardings)(jnp.asarray(config.train.seed, jnp.uint32))
+  return jax.jit(init, out_shardings=spec.shardings)(jnp.asarray(config.train.seed, jnp.uint32),
+                                                      weights)
+
+
+def module_params(state: TrainState, config: Config, ema: bool = False) -> dict:
+  """{"dit", "heads"} weights of the modules: the trained params (or their EMA), with LoRA the
+  frozen base weights with the adapters merged in."""
+  return lora.module_weights(state.ema_params if ema else state.params, state.frozen,
+                             config.train)
 
 
 def parameter_count(tree: Any) -> int:

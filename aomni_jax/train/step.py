@@ -1,7 +1,7 @@
 """The jitted training step: `(state, batch, key) -> (state, metrics)`.
 
-One pure function: conditioner heads → DiTConditioning → rectified-flow loss (configured t-sampler
-and CFG dropout) → gradients accumulated over micro-batches with `lax.scan` → optax update → EMA.
+One pure function: a posterior draw of the target latents (mean + std·ε from the batch), conditioner
+heads → DiTConditioning → rectified-flow loss (configured t-sampler and CFG dropout) → gradients accumulated over micro-batches with `lax.scan` → optax update → EMA.
 Master weights stay fp32; the modules compute in their configured dtype (bf16 at full size).
 A non-finite loss or gradient discards the update (state unchanged except `step`) and is reported
 in the metrics, so the host decides whether to stop or skip without the state being corrupted.
@@ -24,11 +24,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from aomni_jax import flow, parallel
 from aomni_jax.config import Config
 from aomni_jax.layers.constraints import activation_sharding
-from aomni_jax.train import optim
+from aomni_jax.train import lora, optim
 from aomni_jax.train.features import step_batch_shapes
+from aomni_jax.train.frozen import sample_latents
 from aomni_jax.train.state import StateSpec, TrainState, make_state_spec
 
-LATENTS = "latents"  # [B, T, C] VAE latents of the target audio (channels-last)
 
 
 def conditioning(heads: nnx.Module, batch: dict[str, jax.Array], key: jax.Array):
@@ -76,14 +76,16 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
   accum = train_cfg.grad_accum_steps
   schedule = optim.learning_rate_schedule(train_cfg)
 
-  def loss_fn(params, buffers, micro, key):
-    dit = nnx.merge(spec.graphdefs["dit"], params["dit"], buffers["dit"])
-    heads = nnx.merge(spec.graphdefs["heads"], params["heads"], buffers["heads"])
-    heads_key, flow_key = jax.random.split(key)
+  def loss_fn(params, frozen, buffers, micro, key):
+    weights = lora.module_weights(params, frozen, train_cfg)
+    dit = nnx.merge(spec.graphdefs["dit"], weights["dit"], buffers["dit"])
+    heads = nnx.merge(spec.graphdefs["heads"], weights["heads"], buffers["heads"])
+    heads_key, flow_key, latent_key = jax.random.split(key, 3)
     # Activations keep their batch sharding (see aomni_jax.layers.constraints).
     with activation_sharding(mesh, config.mesh.rules):
       cond = conditioning(heads, micro, heads_key)
-      loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), micro[LATENTS], cond,
+      latents = sample_latents(micro["latent_mean"], micro["latent_std"], latent_key)
+      loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), latents, cond,
                                          flow_key, flow_cfg)
     return loss
 
@@ -92,7 +94,7 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
   def step_fn(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
     if accum == 1:
-      loss, grads = grad_fn(state.params, state.buffers, batch, step_key)
+      loss, grads = grad_fn(state.params, state.frozen, state.buffers, batch, step_key)
     else:
       micro = _micro_batches(batch, accum, mesh, config.mesh.rules)
       zeros = jax.tree.map(jnp.zeros_like, state.params)
@@ -100,7 +102,8 @@ def make_train_step_fn(config: Config, spec: StateSpec, mesh: Mesh) -> Callable:
       def accumulate(carry, xs):
         loss_sum, grad_sum = carry
         index, mb = xs
-        loss, grads = grad_fn(state.params, state.buffers, mb, jax.random.fold_in(step_key, index))
+        loss, grads = grad_fn(state.params, state.frozen, state.buffers, mb,
+                              jax.random.fold_in(step_key, index))
         return (loss_sum + loss, jax.tree.map(jnp.add, grad_sum, grads)), None
 
       (loss, grads), _ = jax.lax.scan(accumulate, (jnp.zeros((), jnp.float32), zeros),

@@ -58,3 +58,30 @@ def test_a_failing_item_is_counted_not_fatal(tmp_path):
                                  checks.DropCounter(), progress=False)
   assert manifest.records == 1
   assert manifest.dropped == {"synthesis_error:AudioReadError": 1}
+
+
+def test_voice_clone_pairs_join_two_clips_of_one_speaker():
+  speech = [sources.Clip(f"{who}{i}.wav", "speech", "speech", transcript=f"t{i}", speaker=who)
+            for who in ("ann", "bob") for i in range(3)]
+  lonely = sources.Clip("solo.wav", "speech", "speech", transcript="x", speaker="cy")
+  plan = build.plan_jobs(speech + [lonely], small_build(mixtures=0, max_singles_per_kind=0,
+                                                         voice_clone_pairs=6), soundfont=None)
+  clones = [job for job in plan if job.kind == "clone"]
+  assert len(clones) == 6
+  for job in clones:
+    prompt, utterance = job.clips
+    assert prompt.speaker == utterance.speaker != "cy" and prompt.path != utterance.path
+  assert {job.clips[0].speaker for job in clones} == {"ann", "bob"}
+
+
+def test_mixtures_with_several_events_keep_the_edited_one_distinct(clip_folder):
+  usable = ("beep.wav", "hum.wav", "burst.flac", "rain.wav", "wind.flac")
+  clips = [c for c in sources.read_table(clip_folder) if os.path.basename(c.path) in usable]
+  plan = build.plan_jobs(clips, small_build(mixtures=12, max_events_per_mixture=3),
+                         soundfont=None)
+  counts = [len(job.clips) - 1 for job in plan if job.kind == "mix"]
+  assert set(counts) > {1} and max(counts) <= 3
+  for job in plan:
+    if job.kind == "mix":
+      events = [c.path for c in job.clips[1:]]
+      assert len(set(events)) == len(events)

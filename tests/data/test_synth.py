@@ -105,3 +105,39 @@ def test_single_speech_item_keeps_transcript_and_starts_at_zero():
   assert example["instruction"] == ""
   assert item.stems["target"].shape == (2, SYNTH.frames)
   assert np.abs(item.stems["target"][:, :100]).max() > 0
+
+
+def test_voice_clone_item_is_laid_out_as_inference_uses_it():
+  prompt, speech = harmonic_tone(180, 0.6), harmonic_tone(220, 0.4)
+  item = synth.voice_clone_item("c", prompt, speech, "Please hold", "Goodbye.", "Allison", SYNTH)
+  example, = item.examples
+  assert example["task"] == "tts" and example["transcript"] == "Please hold. Goodbye."
+  data = records.encode_record(item.item_id, item.stems, item.examples, item.meta, RATE, "wav_f32")
+  decoded = loader.ExampleDecoder(SHAPES)((data, 0, 0))
+  p, s = int(0.6 * RATE), int(0.4 * RATE)
+  # The mel path gets the prompt alone, from sample 0, zero after it (Gradio's padding) ...
+  assert np.abs(decoded["mel_audio"][:p]).max() > 0.01 and not decoded["mel_audio"][p:].any()
+  # ... and the target is the prompt followed by the new utterance, then silence.
+  target = decoded["target_audio"]
+  np.testing.assert_allclose(target[:, :p].mean(axis=0), decoded["mel_audio"][:p], atol=1e-6)
+  assert np.abs(target[:, p:p + s]).max() > 0.01 and not target[:, p + s:].any()
+  assert item.meta["speaker"] == "Allison"
+
+
+def test_a_mixture_can_hold_several_events_and_edit_one():
+  others = ((harmonic_tone(600, 0.4), "whistle"), (noise(0.3, 7, amplitude=0.3), "burst"))
+  item = synth.mixture_item("m", noise(1.3, 0), harmonic_tone(300, 0.5), "rain", "beep",
+                            np.random.default_rng(0), SYNTH, others)
+  single = synth.mixture_item("m", noise(1.3, 0), harmonic_tone(300, 0.5), "rain", "beep",
+                              np.random.default_rng(0), SYNTH)
+  assert item.meta["labels"] == ["beep", "whistle", "burst", "rain"]
+  assert len(item.meta["other_events"]) == 2
+  t2a = [ex for ex in item.examples if ex["task"] == "t2a"][0]
+  assert "beep and whistle and burst with rain" in t2a["instruction"]
+  # The other events live in the residual: the whistle's band (600 Hz ± 3 semitones) gains energy
+  # there over the one-event residual's.
+  def band_energy(residual):
+    spectrum = np.abs(np.fft.rfft(residual.mean(axis=0))) ** 2
+    freqs = np.fft.rfftfreq(residual.shape[-1], 1 / RATE)
+    return spectrum[(freqs > 480) & (freqs < 730)].sum() / spectrum.sum()
+  assert band_energy(item.stems["background"]) > 3 * band_energy(single.stems["background"])

@@ -8,6 +8,8 @@ import pytest
 from aomni_jax.data import records, templates
 
 RATE = 44100
+# A two-block VAE with the tiny config's ratio (256): far less to compile.
+SMALL_VAE = ("vae.channels=4", "vae.c_mults=[1,2]", "vae.strides=[16,16]")
 
 
 def write_dataset(directory: str, num_records: int = 6, seconds: float = 1.6, seed: int = 0,
@@ -66,3 +68,17 @@ def compilation_cache(tmp_path_factory):
   yield directory
   jax.config.update("jax_compilation_cache_dir", previous[0])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> str:
+  """A converted model directory for the tiny config with SMALL_VAE: random VAE and thinker
+  (the demo's builder; fine for tests, which check the code path and not the sound)."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
+  from aomni_jax.train import demo  # pylint: disable=g-import-not-at-top
+  config = load_config("configs/tiny.py", list(SMALL_VAE))
+  directory = str(tmp_path_factory.mktemp("model") / "tiny")
+  demo.build_demo_model_dir(directory, config, OobleckVAE(config.model.vae, rngs=nnx.Rngs(0)))
+  return directory

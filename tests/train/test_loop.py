@@ -12,25 +12,23 @@ import pytest
 
 from aomni_jax import parallel
 from aomni_jax.config import load_config
-from aomni_jax.train import checkpoint, loop, state as state_lib
-from tests.train.conftest import write_dataset
+from aomni_jax.inference import model_dir as model_dir_lib
+from aomni_jax.train import checkpoint, loop, model_io, state as state_lib
+from tests.train.conftest import SMALL_VAE, write_dataset
 
 
-# A two-block VAE with the tiny config's ratio (256): far less to compile.
-SMALL_VAE = ("vae.channels=4", "vae.c_mults=[1,2]", "vae.strides=[16,16]")
-
-
-def _config(data_root, *overrides):
+def _config(data_root, model_dir, *overrides):
   return load_config("configs/tiny.py", [f"data.root={data_root}", "data.num_workers=0",
+                                         f"data.model_dir={model_dir}",
                                          "train.batch_size=8", "train.checkpoint_every=1",
                                          "train.num_sample_steps=2", "sampling.steps=2",
                                          *SMALL_VAE, *overrides])
 
 
-def test_train_resume_reshard_and_nonfinite_stop(synthetic_dataset, tmp_path):
+def test_train_resume_reshard_and_nonfinite_stop(synthetic_dataset, model_dir, tmp_path):
   """One trained run (compiling it is the expensive part) checked from several sides."""
   workdir = str(tmp_path / "run")
-  config = _config(synthetic_dataset, "train.num_steps=2")
+  config = _config(synthetic_dataset, model_dir, "train.num_steps=2")
   trained = config, workdir, loop.train(config, workdir)
   _check_outputs(trained)
   _check_restore_onto_another_mesh_shape(trained)
@@ -43,7 +41,8 @@ def _check_outputs(trained):
   assert sorted(os.listdir(result.checkpoint_dir)) == ["1", "2"]
   assert os.path.exists(os.path.join(result.checkpoint_dir, "2", "data", "process_0-of-1.json"))
   assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
-  assert os.path.isdir(os.path.join(result.export_dir, "ema"))
+  assert model_dir_lib.read_manifest(result.export_dir)["components"].keys() == {
+      "dit", "heads", "vae", "qwen"}
   names = {os.path.basename(p) for p in result.sample_paths}
   assert {"00_t2a.wav", "01_t2m.wav", "02_tts.wav"} <= names and len(names) >= 4
   for path in result.sample_paths:
@@ -68,8 +67,10 @@ def _check_restore_onto_another_mesh_shape(trained):
   assert int(a.step) == int(b.step) == 2
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
-  ema = checkpoint.load_inference_weights(result.export_dir, spec.abstract.ema_params)
-  for x, y in zip(jax.tree.leaves(jax.device_get(ema)), jax.tree.leaves(b.ema_params)):
+  # The export holds the EMA weights (+ buffers) as converted-model components.
+  exported = model_io.load_trainable(result.export_dir, cfg, parallel.make_mesh(mesh_cfg))
+  for x, y in zip(jax.tree.leaves(jax.device_get(exported)), jax.tree.leaves(b.ema_params),
+                  strict=True):
     np.testing.assert_array_equal(x, y)
 
 

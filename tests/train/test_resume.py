@@ -10,15 +10,16 @@ import sys
 import time
 
 
-from tests.train.test_loop import SMALL_VAE
+from tests.train.conftest import SMALL_VAE
 
 NUM_STEPS = 6
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _command(workdir, data_root):
+def _command(workdir, data_root, model_dir):
   return [sys.executable, "-m", "aomni_jax.cli.train", "--config", "configs/tiny.py",
           "--workdir", workdir, "--set", f"data.root={data_root}", "data.num_workers=0",
+          f"data.model_dir={model_dir}",
           "train.batch_size=2", f"train.num_steps={NUM_STEPS}", "train.checkpoint_every=2",
           "train.num_sample_steps=0", *SMALL_VAE]
 
@@ -48,10 +49,11 @@ def _lines(path):
     return sum(1 for _ in handle)
 
 
-def test_sigkill_and_resume_is_bitwise_identical(synthetic_dataset, compilation_cache, tmp_path):
+def test_sigkill_and_resume_is_bitwise_identical(synthetic_dataset, model_dir, compilation_cache,
+                                                 tmp_path):
   env = _env(compilation_cache)
   reference = str(tmp_path / "reference")
-  subprocess.run(_command(reference, synthetic_dataset), env=env, cwd=ROOT, check=True,
+  subprocess.run(_command(reference, synthetic_dataset, model_dir), env=env, cwd=ROOT, check=True,
                  capture_output=True)
   expected = _losses(reference)
   assert sorted(expected) == list(range(NUM_STEPS))
@@ -59,7 +61,7 @@ def test_sigkill_and_resume_is_bitwise_identical(synthetic_dataset, compilation_
   rng = random.Random(os.environ.get("PYTEST_SEED", time.time_ns()))
   killed = str(tmp_path / "killed")
   kill_after = rng.randint(1, NUM_STEPS - 2)  # logged steps before the kill
-  process = subprocess.Popen(_command(killed, synthetic_dataset), env=env, cwd=ROOT,
+  process = subprocess.Popen(_command(killed, synthetic_dataset, model_dir), env=env, cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 300
   while _lines(os.path.join(killed, "metrics.jsonl")) < kill_after and process.poll() is None:
@@ -70,7 +72,7 @@ def test_sigkill_and_resume_is_bitwise_identical(synthetic_dataset, compilation_
   process.wait()
   assert process.returncode != 0, "the run finished before it could be killed"
 
-  result = subprocess.run(_command(killed, synthetic_dataset), env=env, cwd=ROOT,
+  result = subprocess.run(_command(killed, synthetic_dataset, model_dir), env=env, cwd=ROOT,
                           capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-3000:]
   got = _losses(killed)

@@ -102,7 +102,7 @@ def test_nonfinite_batch_discards_the_update(reference):
   config, (state, _, train_step) = reference
   before = jax.device_get(state)
   batch = _batch(config, seed=1)
-  batch["latents"][0, 0, 0] = np.nan
+  batch["latent_mean"][0, 0, 0] = np.nan
   state = jax.tree.map(lambda x, s: jax.device_put(x, s), before, train_step.spec.shardings)
   new_state, metrics = train_step.fn(state, parallel.shard_batch(batch, train_step.batch_shardings),
                                      jax.random.PRNGKey(3))

@@ -10,35 +10,9 @@ import copy
 
 import numpy as np
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>",
-                  "<|audio_eos|>", "<|vision_bos|>", "<|vision_eos|>", "<|vision_pad|>",
-                  "<|IMAGE|>", "<|VIDEO|>"]
+from aomni_jax.models.qwen_omni import tiny as tiny_lib
 
-_BASE = {
-    "model_type": "qwen2_5_omni_thinker",
-    "audio_token_index": 259, "image_token_index": 265, "video_token_index": 266,
-    "audio_start_token_id": 260, "audio_end_token_id": 261,
-    "vision_start_token_id": 262, "vision_end_token_id": 263, "vision_token_id": 264,
-    "bos_token_id": 257, "eos_token_id": 258, "pad_token_id": 256, "user_token_id": 872,
-    "position_id_per_seconds": 25, "seconds_per_chunk": 2, "tie_word_embeddings": False,
-    "text_config": {
-        "model_type": "qwen2_5_omni_text", "vocab_size": 320, "hidden_size": 64,
-        "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "hidden_act": "silu", "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-6, "use_sliding_window": False, "tie_word_embeddings": False,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
-                            "mrope_section": [2, 3, 3]}},
-    "audio_config": {
-        "model_type": "qwen2_5_omni_audio_encoder", "num_mel_bins": 128, "encoder_layers": 2,
-        "encoder_attention_heads": 4, "encoder_ffn_dim": 64, "d_model": 32,
-        "max_source_positions": 1500, "n_window": 100, "output_dim": 64,
-        "activation_function": "gelu", "scale_embedding": False},
-    "vision_config": {
-        "model_type": "qwen2_5_omni_vision_encoder", "depth": 3, "hidden_size": 32,
-        "intermediate_size": 64, "num_heads": 4, "in_channels": 3, "patch_size": 14,
-        "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
-        "out_hidden_size": 64, "fullatt_block_indexes": [1], "hidden_act": "silu"},
-}
+_BASE = tiny_lib.HF_CONFIG
 
 
 def tiny_config(variant: str) -> dict:
@@ -77,14 +51,6 @@ def perturbed_thinker(config: dict, seed: int = 0):
   return model.eval()
 
 
-def byte_vocab() -> dict[str, int]:
-  """GPT-2's byte→unicode table as the vocab (ids 0–255), then the specials (256–266)."""
-  from transformers.convert_slow_tokenizer import bytes_to_unicode
-  vocab = {ch: i for i, ch in enumerate(bytes_to_unicode()[b] for b in range(256))}
-  vocab.update({tok: 256 + i for i, tok in enumerate(SPECIAL_TOKENS)})
-  return vocab
-
-
 def make_processor(chunk_length: int = 30):
   """A Qwen2_5OmniProcessor over a byte-level tokenizer (one token per UTF-8 byte), a Whisper
   extractor and a Qwen2-VL (PIL) image processor.
@@ -96,18 +62,10 @@ def make_processor(chunk_length: int = 30):
   """
   from unittest import mock
 
-  from transformers import (Qwen2_5OmniProcessor, Qwen2Tokenizer, Qwen2VLImageProcessorPil,
+  from transformers import (Qwen2_5OmniProcessor, Qwen2VLImageProcessorPil,
                             WhisperFeatureExtractor)
   from transformers.processing_utils import ProcessorMixin
-  tokenizer = Qwen2Tokenizer(
-      vocab=byte_vocab(), merges=[], eos_token="<|im_end|>",
-      pad_token="<|endoftext|>",
-      extra_special_tokens={"image_token": "<|IMAGE|>", "audio_token": "<|AUDIO|>",
-                            "video_token": "<|VIDEO|>", "vision_bos_token": "<|vision_bos|>",
-                            "vision_eos_token": "<|vision_eos|>",
-                            "audio_bos_token": "<|audio_bos|>",
-                            "audio_eos_token": "<|audio_eos|>"})
-  tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS})
+  tokenizer = tiny_lib.byte_tokenizer()
   check = ProcessorMixin.check_argument_for_proper_class
   skip_none = lambda self, name, arg: None if arg is None else check(self, name, arg)
   with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", skip_none):
