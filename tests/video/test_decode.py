@@ -146,3 +146,13 @@ def test_real_clip_from_a_debian_package(tmp_path):
   assert inputs.audio is None and abs(inputs.duration - 37.13) < 0.1
   with av.open(path) as container:
     assert container.streams.video[0].codec_context.name == "vp8"
+
+
+def test_understand_reads_the_whole_video_and_its_sound(ntsc_clip, vfr_clip):
+  from aomni_jax.cli.understand import load_video
+  frames, sound = load_video(str(ntsc_clip), 2.0)
+  assert frames.shape == (6, 48, 64, 3)  # 3 s at 2 fps, full size (the processor resizes)
+  assert sound.ndim == 1 and abs(len(sound) - 3 * 16000) < 400
+  assert load_video(str(ntsc_clip), 2.0, with_audio=False)[1] is None
+  frames, sound = load_video(str(vfr_clip), 5.0)
+  assert sound is None and len(frames) == round(probe(str(vfr_clip)).duration * 5)
