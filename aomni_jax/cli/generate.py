@@ -46,11 +46,13 @@ def parse_mesh(spec: str) -> MeshConfig:
 
 
 def build_mesh(spec: str | None):
-  """None with one local device; else a (data, fsdp, tensor) mesh over this host's devices."""
+  """A (data, fsdp, tensor) mesh over this host's devices (all of them unless every axis size
+  is given); None when that is a single device."""
+  cfg = parse_mesh(spec or "")
   devices = jax.local_devices()
-  if spec is None and len(devices) == 1:
-    return None
-  return parallel.make_mesh(parse_mesh(spec or ""), devices)
+  if -1 not in (cfg.data, cfg.fsdp, cfg.tensor):
+    devices = devices[:cfg.data * cfg.fsdp * cfg.tensor]
+  return None if len(devices) == 1 else parallel.make_mesh(cfg, devices)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -109,17 +109,19 @@ class _Run:
     self.base_dir = manifest.parent
     self.specs = read_lines(manifest)
     self.results: dict[int, dict[str, Any]] = {}
-    ids = [item_id(spec, i) for i, spec in enumerate(self.specs)]
-    self.ids = ids
-    self.duplicates = {i for i in ids if ids.count(i) > 1}
+    self.ids = [item_id(spec, i) for i, spec in enumerate(self.specs)]
+    self.first_line: dict[str, int] = {}
+    for index, name in enumerate(self.ids):
+      self.first_line.setdefault(name, index)
 
   def parse(self, index: int) -> Item:
     spec = self.specs[index]
     if isinstance(spec, BadItem):
       raise spec
     item = parse_item(spec, index=index, base_seed=self.settings.seed, base_dir=self.base_dir)
-    if item.id in self.duplicates:
-      raise BadItem(f"duplicate id {item.id!r} (ids name the output files and must be unique)")
+    if self.first_line[item.id] != index:
+      raise BadItem(f"duplicate id {item.id!r}: line {self.first_line[item.id] + 1} has it "
+                    "(ids name the output files and must be unique)")
     return item
 
   def fail(self, index: int, error: BaseException) -> None:

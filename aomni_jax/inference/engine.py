@@ -144,8 +144,8 @@ class AudioOmni:
 
   @classmethod
   def from_state_dict(cls, state_dict, cfg: Config, thinker_cfg: ThinkerConfig, tokenizer: Any,
-                      *, dtype: str = "bfloat16") -> "AudioOmni":
-    """From an official state dict held in memory (thinker keys included), on one device."""
+                      *, mesh: Mesh | None = None, dtype: str = "bfloat16") -> "AudioOmni":
+    """From an official state dict held in memory (thinker keys included)."""
     from aomni_jax.conversion.common import build_loaded
     from aomni_jax.conversion.hf_qwen import convert_thinker
     from aomni_jax.conversion.official import THINKER_PREFIX
@@ -155,8 +155,10 @@ class AudioOmni:
     tcfg = thinker_config(thinker_cfg, cfg)
     thinker = build_loaded(lambda: Thinker(tcfg, rngs=nnx.Rngs(0)),
                            convert_thinker(state_dict, tcfg, prefix=THINKER_PREFIX))
-    return cls(cfg, *(nnx.merge(*part) for part in (pipe.heads, pipe.dit, pipe.vae)), thinker,
-               tokenizer, source="state dict")
+    modules = [nnx.merge(*part) for part in (pipe.heads, pipe.dit, pipe.vae)] + [thinker]
+    if mesh is not None:
+      modules = [_shard(module, mesh, cfg.mesh.rules) for module in modules]
+    return cls(cfg, *modules, tokenizer, mesh=mesh, source="state dict")
 
   # -------------------------------------------------------------------------------------------
   # Shapes and plans.
@@ -329,6 +331,14 @@ class AudioOmni:
     return dataclasses.replace(request, audio=source[start:start + mel.num_samples]
                                if start < len(source) else np.zeros(1, np.float32),
                                sample_rate=mel.sample_rate)
+
+
+def _shard(module: nnx.Module, mesh: Mesh, rules) -> nnx.Module:
+  graphdef, state = nnx.split(module)
+  shardings = parallel.state_shardings(state, mesh, rules)
+  pure = jax.device_put(nnx.to_pure_dict(state), shardings)
+  nnx.replace_by_pure_dict(state, pure)
+  return nnx.merge(graphdef, state)
 
 
 def plan_batches(keys: Sequence[Any], batch_size: int | None) -> list[list[int]]:
