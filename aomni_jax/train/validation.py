@@ -83,10 +83,10 @@ class Validator:
     self._fn = make_eval_fn(config, spec, mesh)
 
   def __call__(self, state: TrainState) -> dict[str, float]:
-    """{"eval/loss": mean over t and batches, "eval/loss_t=0.50": per t, ...}."""
+    """{"eval/loss": mean over t and batches, "eval/loss_t0.50": per t, ...}."""
     per_t = np.mean([np.asarray(self._fn(state, batch, jax.random.fold_in(
         jax.random.PRNGKey(EVAL_SEED), i))) for i, batch in enumerate(self.batches)], axis=0)
     out = {"eval/loss": float(per_t.mean())}
-    out.update({f"eval/loss_t={t:.2f}": float(v)
+    out.update({f"eval/loss_t{t:.2f}": float(v)
                 for t, v in zip(self.config.train.eval_timesteps, per_t)})
     return out

@@ -97,3 +97,20 @@ def test_to_global_arrays_shards_numeric_leaves(tiny_dataset):
 def test_too_small_dataset_is_a_clear_error(tiny_dataset):
   with pytest.raises(ValueError, match="cannot fill one batch"):
     loader.make_dataset(tiny_dataset, 10_000, process_index=0, process_count=1)
+
+
+def test_held_out_split_takes_whole_records_and_is_disjoint(tiny_dataset):
+  paths = records.Manifest.load(tiny_dataset).shard_paths(tiny_dataset)
+  everything = loader.ExampleSource(paths)
+  train = loader.ExampleSource(paths, "train", eval_fraction=0.3)
+  held = loader.ExampleSource(paths, "eval", eval_fraction=0.3)
+  train_ids = {train[i][2] for i in range(len(train))}
+  held_ids = {held[i][2] for i in range(len(held))}
+  assert held_ids and train_ids and not train_ids & held_ids
+  assert train_ids | held_ids == set(range(len(everything)))
+  # Every example of a held-out record is held out (no stems shared across the split).
+  record_of = {i: everything[i][0] for i in range(len(everything))}
+  assert not {record_of[i] for i in train_ids} & {record_of[i] for i in held_ids}
+  assert 0.1 < len(held_ids) / len(everything) < 0.6
+  with pytest.raises(ValueError, match="split"):
+    loader.ExampleSource(paths, "test")

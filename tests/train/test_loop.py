@@ -1,5 +1,7 @@
-"""The training loop end to end on 8 fake devices: checkpoints, TensorBoard, EMA export, samples,
-restore onto another mesh shape, and stopping on a non-finite step with the checkpoints intact."""
+"""The training loop end to end on 8 fake devices, on the frozen modules of a converted model
+directory: checkpoints, TensorBoard (training and held-out validation loss), the export as a
+converted model directory, samples, restore onto another mesh shape, and stopping on a non-finite
+step with the checkpoints intact."""
 
 import dataclasses
 import glob
@@ -22,6 +24,8 @@ def _config(data_root, model_dir, *overrides):
                                          f"data.model_dir={model_dir}",
                                          "train.batch_size=8", "train.checkpoint_every=1",
                                          "train.num_sample_steps=2", "sampling.steps=2",
+                                         "train.eval_every=2", "train.eval_fraction=0.34",
+                                         "train.eval_batches=1", "train.log_every=1",
                                          *SMALL_VAE, *overrides])
 
 
@@ -40,7 +44,10 @@ def _check_outputs(trained):
   assert result.final_step == 2
   assert sorted(os.listdir(result.checkpoint_dir)) == ["1", "2"]
   assert os.path.exists(os.path.join(result.checkpoint_dir, "2", "data", "process_0-of-1.json"))
-  assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  events, = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+  with open(events, "rb") as handle:
+    logged = handle.read()
+  assert b"train/loss" in logged and b"eval/loss" in logged and b"eval/loss_t0.50" in logged
   assert model_dir_lib.read_manifest(result.export_dir)["components"].keys() == {
       "dit", "heads", "vae", "qwen"}
   names = {os.path.basename(p) for p in result.sample_paths}
