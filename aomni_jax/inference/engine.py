@@ -30,7 +30,7 @@ from aomni_jax.config import Config
 from aomni_jax.inference import longform, model_dir, thinker as thinker_lib
 from aomni_jax.inference.pipeline import (VIDEO_TASKS, Pipeline, Request, host_inputs,
                                           qwen_prompt, resampled_mono)
-from aomni_jax.inference.video import (VideoFrontEnd, bare_video_placeholder, check_video,
+from aomni_jax.inference.video import (VideoFrontEnd, bare_video_placeholder,
                                        expand_video_placeholder)
 from aomni_jax.models.conditioners import ConditionerHeads
 from aomni_jax.models.dit import DiffusionTransformer
@@ -186,7 +186,7 @@ class AudioOmni:
 
   def prompt_tokens(self, request: Request) -> list[int]:
     """The request's Qwen prompt as token ids (checks that it is not empty or too long)."""
-    check_video(request)
+    self.video.check(request)
     if request.task == "TTS":
       symbols = len(text_to_symbols(speech_transcript(request.prompt, request.reference_text)))
       if symbols > self.cfg.model.transcript.seq_len:

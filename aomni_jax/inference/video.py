@@ -85,15 +85,25 @@ class VideoFrontEnd:
     self.synchformer = None if synchformer is None else nnx.split(synchformer)
     self.recipe = recipe
 
+  def check(self, request: Request) -> None:
+    """Fails early for a video request this model cannot serve (bad file, no Synchformer)."""
+    check_video(request)
+    if self._needs_decoding(request) and self.synchformer is None:
+      raise UserError(f"{request.task} from a video file needs the 'synchformer' component; "
+                      "convert synchformer_state_dict.pth with aomni-convert --synchformer PATH")
+
+  @staticmethod
+  def _needs_decoding(request: Request) -> bool:
+    return (request.task in VIDEO_TASKS and request.video is not None
+            and request.video_frames is None)
+
   def prepare(self, requests: Sequence[Request]) -> list[Request]:
     """Fills `sync_features` and `video_frames` of every video request that has a file."""
-    todo = [i for i, r in enumerate(requests) if r.task in VIDEO_TASKS and r.video is not None
-            and r.video_frames is None]
+    todo = [i for i, r in enumerate(requests) if self._needs_decoding(r)]
     if not todo:
       return list(requests)
-    if self.synchformer is None:
-      raise UserError("V2A / V2M from a video file need the 'synchformer' component; convert "
-                      "synchformer_state_dict.pth with aomni-convert --synchformer PATH")
+    for i in todo:
+      self.check(requests[i])
     sf = self.cfg.synchformer
     decoded = []
     for i in todo:
