@@ -102,7 +102,7 @@ def _sample(graphdef, state, start, cond, scale, rescale, t_start, noise, known,
     v = velocity(x, jnp.full((batch,), t_cur, jnp.float32), scale, rescale)
     return (x + (t_next - t_cur) * v).astype(x.dtype)
 
-  return _inpaint(jax.lax.fori_loop(0, steps, step, start), 0.0, noise, known, known_mask)
+  return jax.lax.fori_loop(0, steps, step, start)
 
 
 def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiTConditioning, *,

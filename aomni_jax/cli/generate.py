@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--wav-format", default="pcm16", choices=tuple(outputs.WAV_FORMATS),
                  help="pcm16/pcm24 are peak-normalised like the official API; float is raw")
   p.add_argument("--spectrogram", action="store_true", help="also write a spectrogram png")
+  many.add_argument("--tensorboard", default=None, metavar="DIR",
+                    help="log clips/s and batch times to TensorBoard")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                  help="mesh.* overrides for multi-host start-up (e.g. mesh.coordinator_address)")
   return p
@@ -120,7 +122,8 @@ def _settings(args: argparse.Namespace) -> batch.Settings:
   return batch.Settings(batch_size=args.batch_size, seed=args.seed, steps=args.steps,
                         cfg_scale=args.cfg, cfg_rescale=args.cfg_rescale,
                         overlap_seconds=args.overlap, wav_format=args.wav_format,
-                        spectrogram=args.spectrogram, mux=args.mux is not None)
+                        spectrogram=args.spectrogram, tensorboard=args.tensorboard,
+                        mux=args.mux is not None)
 
 
 def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:

@@ -43,6 +43,7 @@ class Settings:
   wav_format: str = "pcm16"
   spectrogram: bool = False
   mux: bool = False  # V2A / V2M items also get <id>.mp4: their video with the generated audio
+  tensorboard: str | None = None  # a folder for clips/s and batch times (tensorboardX)
 
   def sampling(self) -> dict[str, Any]:
     return {"steps": self.steps, "cfg_scale": self.cfg_scale, "cfg_rescale": self.cfg_rescale,
@@ -88,7 +89,8 @@ def sidecar(item: Item, model: AudioOmni, settings: Settings, audio_seconds: flo
   r, s = item.request, model.cfg.sampling
   return {
       "id": item.id, "status": "ok", "task": r.task, "prompt": r.prompt, "source": r.source,
-      "target": r.target, "reference_text": r.reference_text, "video": r.video,
+      "target": r.target, "reference_text": r.reference_text, "audio": item.audio_path,
+      "video": r.video,
       "seconds_requested": r.seconds, "duration_s": audio_seconds, "seed": item.seed,
       "steps": settings.steps or s.steps,
       "cfg_scale": s.cfg_scale if settings.cfg_scale is None else settings.cfg_scale,
@@ -179,6 +181,13 @@ class _Run:
     return path
 
 
+def _writer(logdir: str | None, host: int):
+  if not logdir:
+    return None
+  from tensorboardX import SummaryWriter
+  return SummaryWriter(str(epath.Path(logdir) / f"host{host}"))
+
+
 def _errors(results: dict[int, dict[str, Any]]) -> int:
   return sum(r["status"] == "error" for r in results.values())
 
@@ -201,11 +210,19 @@ def run_manifest(model: AudioOmni, manifest: str, out_dir: str, settings: Settin
   if pending:
     prompt_length = thinker_lib.bucket_length(max(lengths), model.cfg.model.omni.pad_length)
     bar = (progress or tqdm)(total=len(pending), unit="clip", desc="aomni-generate")
-    for batch in plan_batches(keys, settings.batch_size):
+    writer = _writer(settings.tensorboard, host)
+    for step, batch in enumerate(plan_batches(keys, settings.batch_size)):
+      batch_start = time.perf_counter()
       summary.done += run.generate([pending[i] for i in batch], prompt_length)
+      clips_per_s = summary.done / (time.perf_counter() - start)
       bar.update(len(batch))
-      bar.set_postfix(clips_per_s=f"{summary.done / (time.perf_counter() - start):.3f}")
+      bar.set_postfix(clips_per_s=f"{clips_per_s:.3f}")
+      if writer is not None:
+        writer.add_scalar("generate/clips_per_s", clips_per_s, step)
+        writer.add_scalar("generate/batch_s", time.perf_counter() - batch_start, step)
     bar.close()
+    if writer is not None:
+      writer.close()
   summary.seconds = time.perf_counter() - start
   summary.failed = _errors(run.results)
   if hosts == 1:

@@ -127,11 +127,9 @@ class AudioOmni:
         "vae": lambda: OobleckVAE(m.vae, rngs=nnx.Rngs(0)),
         "qwen": lambda: Thinker(tcfg, rngs=nnx.Rngs(0))}
     modules = {}
+    shardings = (None if mesh is None else
+                 lambda state: parallel.state_shardings(state, mesh, cfg.mesh.rules))
     for name, factory in factories.items():
-      shardings = None
-      if mesh is not None:
-        abstract = nnx.state(nnx.eval_shape(factory))
-        shardings = parallel.state_shardings(abstract, mesh, cfg.mesh.rules)
       modules[name] = model_dir.load_component(directory, name, factory, shardings=shardings)
     synchformer = None
     if model_dir.has_component(directory, "synchformer"):  # optional: only V2A / V2M need it
@@ -259,16 +257,17 @@ class AudioOmni:
                      steps: int | None = None, cfg_scale: float | None = None,
                      cfg_rescale: float | None = None,
                      overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                     on_stage: Callable[[str], None] | None = None) -> list[np.ndarray]:
+                     on_stage: Callable[[str, Any], None] | None = None) -> list[np.ndarray]:
     """One batch (requests sharing a `batch_key`), padded to `batch_size` with copies of the
     first so that every batch has the same shapes; returns the audio of the real requests.
 
-    `on_stage(name)` is called after each stage is dispatched (benchmarks time the stages).
+    `on_stage(name, output)` is called after each stage is dispatched (benchmarks block on the
+    output to time the stages).
     """
     if not requests or len(requests) > batch_size or len(seeds) != len(requests):
       raise ValueError(f"a batch holds 1..{batch_size} requests with one seed each, got "
                        f"{len(requests)} requests and {len(seeds)} seeds")
-    stage = on_stage or (lambda name: None)
+    stage = on_stage or (lambda name, output: None)
     fill = batch_size - len(requests)
     padded = self.video.prepare(list(requests) + [requests[0]] * fill)
     seeds = list(seeds) + [seeds[0]] * fill
@@ -285,7 +284,7 @@ class AudioOmni:
                                    video=None if tokens.video is None else jax.tree.map(
                                        self._replicate, tokens.video))
     hidden = _features(*self.thinker, thinker_inputs, m.omni.layer_idx)
-    stage("qwen")
+    stage("qwen", hidden)
     sources = [self._edit_source(r) for r in padded]
     seed_array = self._place(np.asarray(seeds, np.uint32))
     shape = (m.latent_length, m.dit.io_channels)
@@ -297,7 +296,7 @@ class AudioOmni:
       inputs = jax.tree.map(self._place, host)._replace(
           qwen_hidden=hidden, qwen_mask=thinker_inputs.attention_mask)
       cond = self.pipeline.condition(inputs)
-      stage("heads")
+      stage("heads", cond)
       noise = _noise(seed_array, jnp.uint32(k), shape)
       known = mask = None
       if previous is not None:
@@ -305,9 +304,9 @@ class AudioOmni:
         known, mask = self._place(known_np), self._place(mask_np)
       latents = self.pipeline.sample(noise, cond, steps=steps, cfg_scale=cfg_scale,
                                      cfg_rescale=cfg_rescale, known=known, known_mask=mask)
-      stage("sampler")
+      stage("sampler", latents)
       audio = self.pipeline.decode(latents)
-      stage("vae")
+      stage("vae", audio)
       if plans[0].count > 1:
         previous = np.asarray(latents)
       windows.append(np.asarray(audio))
