@@ -138,13 +138,9 @@ class SynchformerConfig:
   segment_stride: int = 8
   fps: float = 25.0
   norm_eps: float = 1e-6
-  dtype: str = "float32"  # compute dtype; bfloat16 halves the time on GPU/TPU
+  dtype: str = "float32"  # compute dtype (the official runs fp32; bfloat16 for speed)
   param_dtype: str = "float32"
   attention: str = "xla"  # xla | cudnn | splash | auto (see layers.attention)
-
-  @property
-  def head_dim(self) -> int:
-    return self.embed_dim // self.num_heads
 
   @property
   def time_tokens(self) -> int:
@@ -158,11 +154,6 @@ class SynchformerConfig:
   def num_segments(self, num_frames: int) -> int:
     """Full windows in `num_frames` frames; frames after the last full window are ignored."""
     return max(0, (num_frames - self.segment_frames) // self.segment_stride + 1)
-
-  def frames_for_tokens(self, num_tokens: int) -> int:
-    """The fewest frames whose features have `num_tokens` tokens (250 frames → 240 tokens)."""
-    segments = -(-num_tokens // self.time_tokens)
-    return self.segment_frames + (segments - 1) * self.segment_stride
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from aomni_jax.conversion.common import (ConversionError, Path, Rule, convert, identity, linear,
-                                         read_state_dict)
+from aomni_jax.conversion.common import ConversionError, Path, Rule, convert, identity, linear
 
 PREFIX = "vfeat_extractor."
 UNUSED_PATCH_EMBED = ("patch_embed.proj.weight", "patch_embed.proj.bias")
@@ -100,8 +99,3 @@ def convert_synchformer(state: Mapping[str, np.ndarray],
                           + "\n  ".join(problems))
   return out
 
-
-def read_synchformer(path: str) -> dict[str, np.ndarray]:
-  """Reads only the visual branch from `synchformer_state_dict.pth` (or a .safetensors copy)."""
-  state = read_state_dict(path)
-  return {k: v for k, v in state.items() if k.startswith(PREFIX)} or state

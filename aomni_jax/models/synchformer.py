@@ -26,10 +26,6 @@ from aomni_jax.layers.linear import Dense, make_param
 from aomni_jax.layers.norms import LayerNorm
 
 
-def _dtype(name: str) -> jnp.dtype:
-  return jnp.dtype(name)
-
-
 def _split_heads(x: jax.Array, num_heads: int) -> jax.Array:
   return x.reshape(x.shape[:-1] + (num_heads, x.shape[-1] // num_heads))
 
@@ -41,7 +37,7 @@ class DividedAttention(nnx.Module):
   """
 
   def __init__(self, cfg: SynchformerConfig, *, rngs: nnx.Rngs):
-    dim, dtype, param_dtype = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    dim, dtype, param_dtype = cfg.embed_dim, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
     self.qkv = Dense(dim, 3 * dim, rngs=rngs, axes=("embed", "qkv"), dtype=dtype,
@@ -94,7 +90,7 @@ class DividedSpaceTimeBlock(nnx.Module):
   """x + time-attn(norm3 x), then + space-attn(norm1 ·), then + mlp(norm2 ·) (time first)."""
 
   def __init__(self, cfg: SynchformerConfig, *, rngs: nnx.Rngs):
-    dim, dtype, param_dtype = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    dim, dtype, param_dtype = cfg.embed_dim, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     norm = lambda: LayerNorm(dim, rngs=rngs, eps=cfg.norm_eps, param_dtype=param_dtype)  # noqa: E731
     self.norm1, self.norm2, self.norm3 = norm(), norm(), norm()
     self.timeattn = DividedAttention(cfg, rngs=rngs)
@@ -111,7 +107,7 @@ class SpatialAggregation(nnx.Module):
   """A norm-first TransformerEncoderLayer over [own CLS; h·w patches] of one time step; CLS out."""
 
   def __init__(self, cfg: SynchformerConfig, *, rngs: nnx.Rngs):
-    dim, dtype, param_dtype = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+    dim, dtype, param_dtype = cfg.embed_dim, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
     self.cls_token = make_param(rngs, jax.nn.initializers.normal(0.02), (dim,), ("embed",),
@@ -147,7 +143,7 @@ class Synchformer(nnx.Module):
 
   def __init__(self, cfg: SynchformerConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
-    dim, param_dtype = cfg.embed_dim, _dtype(cfg.param_dtype)
+    dim, param_dtype = cfg.embed_dim, jnp.dtype(cfg.param_dtype)
     p, kt, grid = cfg.patch_size, cfg.tubelet_frames, cfg.grid
     self.patch_kernel = make_param(rngs, jax.nn.initializers.lecun_normal(in_axis=(0, 1, 2, 3)),
                                    (kt, p, p, 3, dim), (None, None, None, None, "embed"),
@@ -165,7 +161,7 @@ class Synchformer(nnx.Module):
 
   def patch_embed(self, segments: jax.Array) -> jax.Array:
     """Tubelet embedding (Conv3d, kernel = stride = kt×p×p): [N, F, H, W, 3] → [N, F/kt, h·w, D]."""
-    cfg, dtype = self.cfg, _dtype(self.cfg.dtype)
+    cfg, dtype = self.cfg, jnp.dtype(self.cfg.dtype)
     n, f, h, w, c = segments.shape
     p, kt = cfg.patch_size, cfg.tubelet_frames
     x = segments.astype(dtype).reshape(n, f // kt, kt, h // p, p, w // p, p, c)
