@@ -45,8 +45,8 @@ class DividedAttention(nnx.Module):
     self.proj = Dense(dim, dim, rngs=rngs, axes=("qkv", "embed"), dtype=dtype,
                       param_dtype=param_dtype)
 
-  def _attend(self, q, k, v):
-    return dot_product_attention(q, k, v, backend=self.backend)
+  def _attend(self, q, k, v, backend: str | None = None):
+    return dot_product_attention(q, k, v, backend=backend or self.backend)
 
   def __call__(self, x: jax.Array, *, over: str, frames: int) -> jax.Array:
     """x: [N, 1 + frames·patches, D] (CLS first, tokens in (t, y, x) order)."""
@@ -63,8 +63,10 @@ class DividedAttention(nnx.Module):
 
     num_groups = patches if over == "time" else frames
     cls_kv = lambda t: jnp.repeat(t[:, :1], num_groups, axis=0)  # noqa: E731  (n g) order
+    # Time groups are 9 keys long: a fused kernel gains nothing there, so they use XLA's.
     out = self._attend(groups(q), jnp.concatenate([cls_kv(k), groups(k)], axis=1),
-                       jnp.concatenate([cls_kv(v), groups(v)], axis=1))
+                       jnp.concatenate([cls_kv(v), groups(v)], axis=1),
+                       backend="xla" if over == "time" else None)
     out = out.reshape((n, num_groups, -1) + out.shape[2:])
     if over == "time":
       out = jnp.swapaxes(out, 1, 2)
