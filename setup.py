@@ -20,6 +20,7 @@ setup(
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.4,<0.13",
+        "etils[epath]>=1.7",  # every user path may be a gs:// URI
         "grain>=0.2.18",
         "array-record>=0.8.6",
         "transformers>=5.3",
@@ -41,6 +42,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
         "tpu": ["jax[tpu]==0.10.2"],
+        "gcs": ["gcsfs>=2024.2"],  # gs:// paths through etils.epath
     },
     entry_points={
         "console_scripts": [

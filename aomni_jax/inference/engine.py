@@ -285,7 +285,8 @@ class AudioOmni:
                                        self._replicate, tokens.video))
     hidden = _features(*self.thinker, thinker_inputs, m.omni.layer_idx)
     stage("qwen", hidden)
-    sources = [self._edit_source(r) for r in padded]
+    sources = [self._edit_source(r) for r in requests]
+    sources += [sources[0]] * fill
     seed_array = self._place(np.asarray(seeds, np.uint32))
     shape = (m.latent_length, m.dit.io_channels)
     previous, windows = None, []

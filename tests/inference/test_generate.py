@@ -42,7 +42,7 @@ GOOD = [
     {"id": "tts", "task": "tts", "prompt": "good day"},
     {"id": "vc", "task": "vc", "prompt": "good day", "audio": "voice.wav",
      "reference_text": "hi there"},
-    {"id": "long", "task": "t2a", "prompt": "wind", "seconds": 0.05, "seed": 7},
+    {"id": "long", "task": "t2a", "prompt": "wind", "seconds": 0.03, "seed": 7},
 ]
 BAD = {  # id → (item, expected reason)
     "no_file": ({"task": "add", "prompt": "x", "audio": "nowhere.wav"},
@@ -143,8 +143,8 @@ def test_every_task_equals_the_in_memory_path_bit_for_bit(run, official_tiny):
   for index, spec in enumerate(GOOD):  # seed: the item's own, else --seed + line index
     sidecar = json.loads((run.out / f"{spec['id']}.json").read_text())
     assert sidecar["seed"] == spec.get("seed", index) and sidecar["status"] == "ok"
-  assert _wav(run.out / "long.wav").shape[0] == round(0.05 * 44100)
-  assert json.loads((run.out / "long.json").read_text())["windows"] == 5  # 69 frames, hop 12
+  assert _wav(run.out / "long.wav").shape[0] == round(0.03 * 44100)
+  assert json.loads((run.out / "long.json").read_text())["windows"] == 3  # 42 frames, hop 12
   assert _wav(run.out / "add.wav").shape[0] == round(0.01 * 44100)
   assert _wav(run.out / "t2a.wav").shape[0] == 24 * 32  # one window, untrimmed (official)
 
@@ -204,8 +204,9 @@ def test_resume_after_a_kill_redoes_nothing(run, monkeypatch, tmp_path):
 
   calls.clear()
   monkeypatch.setattr(engine.AudioOmni, "generate_batch", counted)
-  assert generate_cli.main(argv) == 0
+  assert generate_cli.main(argv + ["--tensorboard", str(tmp_path / "tb")]) == 0
   assert calls == [2, 1]  # tts + vc, then the long-form item; the first six are not redone
+  assert list((tmp_path / "tb" / "host0").glob("events.out.tfevents.*"))
   assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name in first} == first
   results = _results(out)
   assert sum(r.get("resumed", False) for r in results.values()) == 6
