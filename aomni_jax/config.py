@@ -303,16 +303,51 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AutoencoderConfig:
+  """Oobleck VAE training (`kind="vae"`), the stable-audio-tools recipe.
+
+  Defaults are Stable Audio Open's VAE loss config: a sum-and-difference multi-resolution STFT
+  loss (hop = ¼ window, A-weighted), KL 1e-4, and an optional Encodec MS-STFT discriminator
+  (hinge, adversarial 0.1, feature matching 5.0). Optimiser settings come from `train`.
+  """
+
+  crop_samples: int = 65536  # training crop per example (44.1 kHz)
+  stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64, 32)
+  stft_hop_ratio: float = 0.25
+  stft_perceptual_weighting: bool = True  # A-weighting FIR before the STFTs
+  # Stereo: "sum_difference" (mid and side signals, the official choice) or "channels" (left and
+  # right, as for mono). Prefer "channels" for data with many mono recordings copied to both
+  # channels: their side signal is exactly zero, and the side term's spectral convergence
+  # (divided by the target's norm) then explodes.
+  stft_stereo: str = "sum_difference"
+  stft_sum_weight: float = 1.0  # mid (L + R) term
+  stft_diff_weight: float = 1.0  # side (L − R) term
+  kl_weight: float = 1e-4
+  l1_weight: float = 0.0  # time-domain L1
+  discriminator: bool = False
+  discriminator_start: int = 0  # generator-only steps before the adversarial losses switch on
+  disc_filters: int = 64
+  disc_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+  adversarial_weight: float = 0.1
+  feature_matching_weight: float = 5.0
+  holdout_every: int = 8  # every Nth record (and all records sharing a source clip) held out
+  eval_clips: int = 8  # held-out clips in the reconstruction report
+  eval_samples: int = 131072  # length of each held-out evaluation clip
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   """Everything a command needs."""
 
   name: str = "audio_omni"
+  kind: str = "dit"  # what `aomni-train` trains: dit (DiT + heads) | vae (the autoencoder)
   model: ModelConfig = ModelConfig()
   sampling: SamplingConfig = SamplingConfig()
   flow: FlowConfig = FlowConfig()
   mesh: MeshConfig = MeshConfig()
   train: TrainConfig = TrainConfig()
   data: DataConfig = DataConfig()
+  autoencoder: AutoencoderConfig = AutoencoderConfig()
 
 
 # Short aliases so that overrides read naturally: `dit.depth=2` for `model.dit.depth=2`.
@@ -381,13 +416,22 @@ def validate(config: Config) -> Config:
                                ("flow.t_sampler", config.flow.t_sampler,
                                 ("uniform", "logit_normal")),
                                ("train.on_nonfinite", config.train.on_nonfinite,
-                                ("stop", "skip"))):
+                                ("stop", "skip")),
+                               ("kind", config.kind, ("dit", "vae")),
+                               ("autoencoder.stft_stereo", config.autoencoder.stft_stereo,
+                                ("sum_difference", "channels"))):
     if value not in allowed:
       raise ConfigError(f"{name}={value!r}; expected one of {allowed}")
   if len(config.model.vae.c_mults) != len(config.model.vae.strides):
     raise ConfigError("vae.c_mults and vae.strides must have the same length")
   if config.model.latent_length < 1:
     raise ConfigError(f"sample_size={config.model.sample_size} gives no latent frames")
+  ae, ratio = config.autoencoder, config.model.vae.downsampling_ratio
+  if config.kind == "vae" and (ae.crop_samples % ratio or ae.eval_samples % ratio
+                               or ae.crop_samples <= max(ae.stft_fft_sizes)):
+    raise ConfigError(f"autoencoder.crop_samples={ae.crop_samples} and eval_samples="
+                      f"{ae.eval_samples} must be multiples of the VAE hop ({ratio}), and crops "
+                      f"longer than the largest STFT ({max(ae.stft_fft_sizes)})")
   return config
 
 

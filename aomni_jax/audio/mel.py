@@ -55,17 +55,44 @@ def num_frames(num_samples: int, hop_length: int) -> int:
   return 1 + num_samples // hop_length
 
 
+def stft(wave: jax.Array, n_fft: int, hop_length: int, win_length: int, *,
+         center: bool = True) -> jax.Array:
+  """Complex STFT of [B, N] audio (Hann window) → [B, frames, n_fft // 2 + 1].
+
+  `center`: reflect-pad n_fft // 2 on both sides first (torch.stft's default), giving
+  1 + N // hop frames; otherwise 1 + (N − n_fft) // hop frames from the raw signal.
+  """
+  wave = wave.astype(jnp.float32)
+  if center:
+    pad = n_fft // 2
+    if wave.shape[-1] <= pad:
+      raise ValueError(f"waveform has {wave.shape[-1]} samples; reflect padding needs more "
+                       f"than {pad} (n_fft // 2)")
+    wave = jnp.pad(wave, ((0, 0), (pad, pad)), mode="reflect")
+  elif wave.shape[-1] < n_fft:
+    raise ValueError(f"waveform has {wave.shape[-1]} samples, fewer than n_fft={n_fft}")
+  frames = _frames(wave, n_fft, hop_length)
+  return jnp.fft.rfft(frames * jnp.asarray(hann_window(win_length, n_fft)), axis=-1)
+
+
+def _frames(wave: jax.Array, n_fft: int, hop: int) -> jax.Array:
+  """[B, N] → [B, 1 + (N − n_fft) // hop, n_fft] overlapping frames.
+
+  When the hop divides n_fft, the frames are n_fft / hop shifted views of hop-sized blocks
+  (slices and a concat: cheap to compile and to differentiate); otherwise a gather.
+  """
+  count = 1 + (wave.shape[-1] - n_fft) // hop
+  if n_fft % hop:
+    starts = np.arange(count) * hop
+    return wave[:, starts[:, None] + np.arange(n_fft)[None, :]]
+  per_frame = n_fft // hop
+  blocks = wave[:, :(count + per_frame - 1) * hop].reshape(wave.shape[0], -1, hop)
+  return jnp.concatenate([blocks[:, i:i + count] for i in range(per_frame)], axis=-1)
+
+
 def stft_magnitude(wave: jax.Array, n_fft: int, hop_length: int, win_length: int) -> jax.Array:
   """|STFT| of [B, N] audio with centred reflect padding → [B, frames, n_fft // 2 + 1]."""
-  pad = n_fft // 2
-  if wave.shape[-1] <= pad:
-    raise ValueError(f"waveform has {wave.shape[-1]} samples; reflect padding needs more than "
-                     f"{pad} (n_fft // 2)")
-  padded = jnp.pad(wave.astype(jnp.float32), ((0, 0), (pad, pad)), mode="reflect")
-  starts = np.arange(num_frames(wave.shape[-1], hop_length)) * hop_length
-  frames = padded[:, starts[:, None] + np.arange(n_fft)[None, :]]
-  frames = frames * jnp.asarray(hann_window(win_length, n_fft))
-  return jnp.abs(jnp.fft.rfft(frames, axis=-1))
+  return jnp.abs(stft(wave, n_fft, hop_length, win_length))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

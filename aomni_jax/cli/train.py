@@ -5,6 +5,7 @@
   aomni-train --config configs/audio_omni.py --workdir /mnt/runs/run1 --set mesh.data=2 \
       data.root=FEATURES data.precomputed=true data.model_dir=CONVERTED_DIR
   aomni-train --config configs/audio_omni.py --init CONVERTED_DIR --set train.lora_rank=16 ...
+  aomni-train --config configs/vae_tiny.py             the tiny VAE (a config with kind="vae")
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
 `<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (a converted model directory with the EMA
@@ -43,16 +44,23 @@ def main(argv: list[str] | None = None) -> int:
   config = load_config(args.config, overrides)
   # Imported after the config is valid: JAX starts its backends on import of the loop's deps.
   from aomni_jax.train import loop  # pylint: disable=g-import-not-at-top
+  if config.kind == "vae":
+    from aomni_jax.train.autoencoder import loop as vae_loop  # pylint: disable=g-import-not-at-top
+    train = vae_loop.train
+  else:
+    train = loop.train
   try:
-    result = loop.train(config, args.workdir)
+    result = train(config, args.workdir)
   except loop.NonFiniteError as err:
     print(f"aomni-train: {err}", file=sys.stderr)
     return 3
   print(f"trained to step {result.final_step}; checkpoints in {result.checkpoint_dir}")
   if result.export_dir:
     print(f"EMA weights for inference: {result.export_dir}")
+  if config.kind == "vae" and result.export_dir:
+    print(vae_loop.summary_line(args.workdir or config.train.workdir))
   for path in result.sample_paths:
-    print(f"sample: {path} (+ .png)")
+    print(f"{'reconstructions' if config.kind == 'vae' else 'sample'}: {path} (+ .png)")
   return 0
 
 

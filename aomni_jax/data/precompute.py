@@ -23,7 +23,6 @@ import grain
 import numpy as np
 import tqdm
 
-from aomni_jax.audio import dsp
 from aomni_jax.data import loader
 from aomni_jax.data import records
 

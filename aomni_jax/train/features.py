@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from aomni_jax import parallel
 from aomni_jax.audio import dsp
-from aomni_jax.config import Config
+from aomni_jax.config import Config, ConfigError
 from aomni_jax.data import templates
 from aomni_jax.train import frozen
 
@@ -76,6 +76,9 @@ class FrozenStage:
     if "qwen_hidden" in batch:
       out["qwen_hidden"], out["qwen_mask"] = batch["qwen_hidden"], batch["qwen_mask"]
     else:
+      if jax.process_count() > 1:
+        raise ConfigError("multi-process runs train on precomputed Qwen features: run `aomni-"
+                          "data precompute --model` and set data.root to its output")
       out["qwen_hidden"], out["qwen_mask"] = self.features.qwen(
           [templates.chat_prompt(templates.TASKS[int(task)], str(instruction))
            for task, instruction in zip(batch["task_id"], batch["instruction"])])

@@ -149,7 +149,8 @@ class VAEPosterior:
 
   def device(self, audio: np.ndarray) -> tuple[jax.Array, jax.Array]:
     """As `__call__`, but the outputs stay on the devices (batch-sharded when a sharding is set)."""
-    channels_last = np.swapaxes(dsp.fit_length(np.asarray(audio, np.float32), self.sample_size), 1, 2)
+    fitted = dsp.fit_length(np.asarray(audio, np.float32), self.sample_size)
+    channels_last = np.swapaxes(fitted, 1, 2)
     if self._audio_sharding is not None:
       channels_last = jax.make_array_from_process_local_data(self._audio_sharding, channels_last)
     return self._run(self._state, channels_last)

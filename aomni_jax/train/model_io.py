@@ -1,4 +1,5 @@
-"""The trained modules ↔ a converted model directory: fine-tuning starts from one, export writes one.
+"""The trained modules ↔ a converted model directory: fine-tuning starts from one, export writes
+one.
 
 `load_trainable` reads the `dit` and `heads` components (`aomni-convert` output or an earlier
 export) straight into the train state's shardings, strictly: every missing, extra or mis-shaped
@@ -17,7 +18,10 @@ from jax.sharding import Mesh
 from aomni_jax import parallel
 from aomni_jax.config import Config, ConfigError
 from aomni_jax.train.frozen import FrozenModules
-from aomni_jax.train.state import TRAINABLE, StateSpec, TrainState, build_trainable, module_params
+from aomni_jax.train.state import StateSpec, TrainState, build_trainable, module_params
+
+# The components training writes (and `--init` reads): the modules of `state.build_trainable`.
+TRAINED = ("dit", "heads")
 
 
 def load_trainable(model_dir: str, config: Config, mesh: Mesh) -> dict[str, Any]:
@@ -28,7 +32,7 @@ def load_trainable(model_dir: str, config: Config, mesh: Mesh) -> dict[str, Any]
   from aomni_jax.conversion.common import ConversionError  # pylint: disable=g-import-not-at-top
   from aomni_jax.inference import model_dir as md  # pylint: disable=g-import-not-at-top
   weights = {}
-  for name in TRAINABLE:
+  for name in TRAINED:
     factory = lambda name=name: build_trainable(config, nnx.Rngs(0))[name]
     shardings = parallel.state_shardings(nnx.state(nnx.eval_shape(factory)), mesh,
                                          config.mesh.rules)
@@ -51,7 +55,7 @@ def export(state: TrainState, spec: StateSpec, config: Config, frozen: FrozenMod
   from aomni_jax.inference import model_dir as md  # pylint: disable=g-import-not-at-top
   weights = module_params(state, config, ema=True)
   components = {name: nnx.merge(spec.graphdefs[name], weights[name], state.buffers[name])
-                for name in TRAINABLE}
+                for name in TRAINED}
   components["vae"] = frozen.vae
   configs = {}
   if frozen.thinker is not None:

@@ -43,8 +43,24 @@ def weight_decay_mask(params: Any, axes: Any) -> Any:
   return jax.tree.unflatten(jax.tree.structure(params), leaves)
 
 
-def build_optimizer(cfg: TrainConfig, decay_mask: Any) -> optax.GradientTransformation:
+def clip_each_module(max_norm: float) -> optax.GradientTransformation:
+  """Global-norm clipping of each top-level entry of {module name: subtree} on its own, so that
+  players with separate objectives (a generator and its discriminator) do not clip each other."""
+  clip = optax.clip_by_global_norm(max_norm)
+
+  def update(updates, state, params=None):
+    del params
+    return {name: clip.update(tree, optax.EmptyState())[0] for name, tree in updates.items()}, state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
+def build_optimizer(cfg: TrainConfig, decay_mask: Any,
+                    clip: optax.GradientTransformation | None = None
+                    ) -> optax.GradientTransformation:
+  """`clip` (default: global-norm clipping at `grad_clip_norm`), then masked AdamW."""
   return optax.chain(
-      optax.clip_by_global_norm(cfg.grad_clip_norm),
+      clip or optax.clip_by_global_norm(cfg.grad_clip_norm),
       optax.adamw(learning_rate_schedule(cfg), b1=cfg.adam_b1, b2=cfg.adam_b2, eps=cfg.adam_eps,
                   weight_decay=cfg.weight_decay, mask=decay_mask))
+

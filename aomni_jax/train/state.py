@@ -1,6 +1,6 @@
 """The training state: a plain pytree, created inside `jit` directly into its shardings.
 
-Trainable modules (the DiT and the conditioner heads) are split once into static graphdefs and
+Trainable modules (the DiT and the conditioner heads, or the VAE and its discriminator) are split once into static graphdefs and
 array pytrees (pure dicts). Nothing here materialises the full model on one host: shapes and
 shardings come from `nnx.eval_shape`, and the real arrays are produced by a jitted initialiser
 whose `out_shardings` place every shard on its device.
@@ -22,17 +22,14 @@ from aomni_jax import parallel
 from aomni_jax.config import Config
 from aomni_jax.train import lora, optim
 
-# The trainable modules, in a fixed order; their names are the top-level keys of `params`.
-TRAINABLE = ("dit", "heads")
-
 
 @flax.struct.dataclass
 class TrainState:
   """Everything that changes during training; checkpointed as one pytree."""
 
   step: jax.Array  # int32 []
-  # What the optimiser updates, fp32 (pure dicts): {"dit": ..., "heads": ...}, or with LoRA only
-  # the adapters {"dit": {kernel path: {"a", "b"}}} (`train.lora`).
+  # What the optimiser updates, fp32 (pure dicts): {module name: ...}, e.g. "dit", "heads", or
+  # with LoRA only the adapters {"dit": {kernel path: {"a", "b"}}} (`train.lora`).
   params: dict
   buffers: dict  # non-trainable persistent variables of the modules (constants)
   opt_state: optax.OptState
@@ -63,15 +60,25 @@ class StateSpec:
 
 def _split(modules: dict[str, nnx.Module]) -> tuple[dict, dict, dict]:
   graphdefs, params, buffers = {}, {}, {}
-  for name in TRAINABLE:
-    graphdefs[name], params[name], buffers[name] = nnx.split(modules[name], nnx.Param, ...)
+  for name, module in modules.items():
+    graphdefs[name], params[name], buffers[name] = nnx.split(module, nnx.Param, ...)
   return graphdefs, params, buffers
 
 
+def default_optimizer(config: Config, params: dict, axes: dict) -> optax.GradientTransformation:
+  """One AdamW (`optim.build_optimizer`) over every trainable module."""
+  return optim.build_optimizer(config.train, optim.weight_decay_mask(params, axes))
+
+
 def make_state_spec(config: Config, mesh: Mesh,
-                    build: Callable[[Config, nnx.Rngs], dict[str, nnx.Module]] = build_trainable
-                    ) -> StateSpec:
-  """Shapes and shardings of the train state, without allocating it."""
+                    build: Callable[[Config, nnx.Rngs], dict[str, nnx.Module]] = build_trainable,
+                    make_optimizer: Callable[[Config, dict, dict], optax.GradientTransformation]
+                    = default_optimizer) -> StateSpec:
+  """Shapes and shardings of the train state, without allocating it.
+
+  `build` returns the trainable modules by name (the top-level keys of `params`);
+  `make_optimizer(config, pure params, logical axes)` the optax transformation over all of them.
+  """
   rules = config.mesh.rules
   abstract_modules = nnx.eval_shape(lambda: build(config, nnx.Rngs(0)))
   graphdefs, params, buffers = _split(abstract_modules)
@@ -86,10 +93,9 @@ def make_state_spec(config: Config, mesh: Mesh,
     adapters, adapter_shardings = lora.abstract_adapters(
         pure_params["dit"], param_axes["dit"], config.train.lora_rank, mesh, rules)
     pure_params, param_shardings = {"dit": adapters}, {"dit": adapter_shardings}
-    decay_mask = jax.tree.map(lambda _: True, pure_params)
+    tx = optim.build_optimizer(config.train, jax.tree.map(lambda _: True, pure_params))
   else:
-    decay_mask = optim.weight_decay_mask(pure_params, param_axes)
-  tx = optim.build_optimizer(config.train, decay_mask)
+    tx = make_optimizer(config, pure_params, param_axes)
   abstract_opt = jax.eval_shape(tx.init, pure_params)
   replicated = NamedSharding(mesh, PartitionSpec())
   opt_shardings = optax.tree_map_params(tx, lambda _, s: s, abstract_opt, param_shardings,

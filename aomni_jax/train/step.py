@@ -1,7 +1,8 @@
 """The jitted training step: `(state, batch, key) -> (state, metrics)`.
 
-One pure function: a posterior draw of the target latents (mean + std·ε from the batch), conditioner
-heads → DiTConditioning → rectified-flow loss (configured t-sampler and CFG dropout) → gradients accumulated over micro-batches with `lax.scan` → optax update → EMA.
+One pure function: a posterior draw of the target latents (mean + std·ε from the batch),
+conditioner heads → DiTConditioning → rectified-flow loss (configured t-sampler and CFG dropout)
+→ gradients accumulated over micro-batches with `lax.scan` → optax update → EMA.
 Master weights stay fp32; the modules compute in their configured dtype (bf16 at full size).
 A non-finite loss or gradient discards the update (state unchanged except `step`) and is reported
 in the metrics, so the host decides whether to stop or skip without the state being corrupted.

@@ -59,7 +59,8 @@ def hf_config(hidden_size: int = 64) -> dict[str, Any]:
 
 def byte_vocab() -> dict[str, int]:
   """GPT-2's byte→unicode table as the vocab (ids 0–255), then the specials (256–266)."""
-  from transformers.convert_slow_tokenizer import bytes_to_unicode  # pylint: disable=g-import-not-at-top
+  from transformers.convert_slow_tokenizer import (  # pylint: disable=g-import-not-at-top
+      bytes_to_unicode)
   vocab = {ch: i for i, ch in enumerate(bytes_to_unicode()[b] for b in range(256))}
   vocab.update({tok: 256 + i for i, tok in enumerate(SPECIAL_TOKENS)})
   return vocab

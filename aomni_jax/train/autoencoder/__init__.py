@@ -1,0 +1,1 @@
+"""Oobleck VAE training (`aomni-train` with a config whose `kind` is "vae")."""

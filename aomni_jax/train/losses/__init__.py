@@ -1,0 +1,1 @@
+"""Training losses that are not the flow objective: spectral reconstruction and adversarial."""

@@ -1,0 +1,34 @@
+"""The tiny Oobleck VAE of configs/tiny.py, trained on the embedded real recordings.
+
+  aomni-train --config configs/vae_tiny.py [--workdir runs/vae_tiny]
+
+Same `VAEConfig` as configs/tiny.py (so the trained weights plug into the tiny model), trained
+with the stable-audio-tools recipe (see `AutoencoderConfig`) on 0.37 s stereo crops. Sized to
+finish in about two minutes on 2 CPU cores; add `--set autoencoder.discriminator=True` for the
+adversarial + feature-matching losses (slower per step, and they pay off only in longer runs).
+"""
+
+import dataclasses
+
+from aomni_jax.config import AutoencoderConfig, Config, DataConfig, MeshConfig, TrainConfig
+
+_TINY = "configs/tiny.py"
+
+
+def get_config(arg=None) -> Config:
+  del arg
+  from aomni_jax.config import load_config  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  tiny = load_config(os.path.join(os.path.dirname(__file__), "tiny.py"))
+  train = TrainConfig(workdir="runs/vae_tiny", batch_size=4, num_steps=200, learning_rate=2e-3,
+                      warmup_steps=10, adam_b1=0.8, adam_b2=0.99, ema_decay=0.99,
+                      checkpoint_every=100, keep_checkpoints=2, log_every=10, sample_every=100)
+  # Half of the embedded recordings are mono copied to both channels (a zero side signal), so
+  # the STFT loss takes left and right rather than mid and side (see AutoencoderConfig).
+  autoencoder = AutoencoderConfig(crop_samples=16384, stft_stereo="channels", disc_filters=16,
+                                  disc_fft_sizes=(1024, 256, 64), eval_clips=8,
+                                  eval_samples=131072)
+  return dataclasses.replace(tiny, name="vae_tiny", kind="vae", train=train,
+                             autoencoder=autoencoder,
+                             mesh=MeshConfig(replication_tolerance=0.5),
+                             data=DataConfig(num_workers=0))
