@@ -31,6 +31,7 @@ setup(
         "safetensors>=0.4",
         "soundfile>=0.13",
         "av>=14",
+        "pillow>=10",
         "jieba==0.42.1",
         "pypinyin==0.55.0",
         "tensorboardX>=2.6",

@@ -120,6 +120,43 @@ class SyncConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SynchformerConfig:
+  """Synchformer's visual branch (MotionFormer ViT, official_spec §3.4), frozen.
+
+  Defaults are the real size: 16-frame segments at 25 fps with stride 8, 224×224, tubelets of
+  2×16×16 → 8 time tokens × 14×14 patches per segment, each segment giving 8 tokens of 768.
+  """
+
+  embed_dim: int = 768
+  depth: int = 12
+  num_heads: int = 12
+  mlp_ratio: int = 4
+  image_size: int = 224
+  patch_size: int = 16
+  tubelet_frames: int = 2  # PATCH_SIZE_TEMP
+  segment_frames: int = 16
+  segment_stride: int = 8
+  fps: float = 25.0
+  norm_eps: float = 1e-6
+  dtype: str = "float32"  # compute dtype (the official runs fp32; bfloat16 for speed)
+  param_dtype: str = "float32"
+  attention: str = "xla"  # xla | cudnn | splash | auto (see layers.attention)
+
+  @property
+  def time_tokens(self) -> int:
+    """Time steps per segment after the tubelet embedding (= output tokens per segment)."""
+    return self.segment_frames // self.tubelet_frames
+
+  @property
+  def grid(self) -> int:
+    return self.image_size // self.patch_size
+
+  def num_segments(self, num_frames: int) -> int:
+    """Full windows in `num_frames` frames; frames after the last full window are ignored."""
+    return max(0, (num_frames - self.segment_frames) // self.segment_stride + 1)
+
+
+@dataclasses.dataclass(frozen=True)
 class OmniConfig:
   """The omni head over Qwen features (`omni_prompt`, official_spec §3.1)."""
 
@@ -150,6 +187,7 @@ class ModelConfig:
   transcript: TranscriptConfig = TranscriptConfig()
   mel: MelConfig = MelConfig()
   sync: SyncConfig = SyncConfig()
+  synchformer: SynchformerConfig = SynchformerConfig()
   omni: OmniConfig = OmniConfig()
   qwen: QwenConfig = QwenConfig()
 
@@ -321,8 +359,8 @@ class Config:
 
 
 # Short aliases so that overrides read naturally: `dit.depth=2` for `model.dit.depth=2`.
-_ALIASES = {name: ("model", name) for name in ("dit", "vae", "transcript", "mel", "sync", "omni",
-                                                 "qwen")}
+_ALIASES = {name: ("model", name) for name in ("dit", "vae", "transcript", "mel", "sync",
+                                                 "synchformer", "omni", "qwen")}
 
 
 class ConfigError(ValueError):

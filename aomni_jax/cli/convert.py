@@ -1,4 +1,4 @@
-"""`aomni-convert model.ckpt OUT [--qwen-processor DIR]`: official checkpoint → a model directory.
+"""`aomni-convert CKPT OUT [--qwen-processor DIR] [--synchformer PTH]`: checkpoint → model dir.
 
 Reads an official Audio-Omni checkpoint (`model.ckpt` or `.safetensors`), converts every
 component strictly (DiT, VAE, conditioner heads, Qwen thinker), one at a time, and writes the
@@ -6,6 +6,8 @@ self-contained model directory that `aomni-generate` loads (`inference.model_dir
 manifest.json, one Orbax checkpoint per component, and the Qwen tokenizer/processor files copied
 from DIR (a local Hugging Face Qwen2.5-Omni-3B folder; the official checkpoint lacks them). Any
 missing, unexpected or mis-shaped key stops it with the full list, before anything is written.
+With --synchformer (MMAudio's `synchformer_state_dict.pth`, next to `model.ckpt` in the official
+release) the directory also gets the `synchformer` component that V2A / V2M need.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from etils import epath
 
 from aomni_jax.cli.errors import UserError, console
 from aomni_jax.config import Config, apply_overrides, load_config
-from aomni_jax.conversion.common import read_state_dict
+from aomni_jax.conversion.common import flat_shapes, read_state_dict
 from aomni_jax.conversion.official import COMPONENTS, convert_official, qwen_config
+from aomni_jax.conversion.synchformer import convert_synchformer
 from aomni_jax.inference import model_dir
 
 
@@ -43,10 +46,20 @@ def with_thinker_architecture(cfg: Config, processor_dir: str | None) -> Config:
   return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, qwen=qwen))
 
 
+def synchformer_arrays(path: str, cfg: Config) -> dict:
+  """`synchformer_state_dict.pth` → our Synchformer parameters (strict)."""
+  from flax import nnx
+  from aomni_jax.models.synchformer import Synchformer
+  shapes = flat_shapes(nnx.eval_shape(lambda: Synchformer(cfg.model.synchformer,
+                                                          rngs=nnx.Rngs(0))))
+  return convert_synchformer(read_state_dict(path), shapes)
+
+
 def convert(checkpoint: str, out_dir: str, cfg: Config, *, processor_dir: str | None = None,
-            skip: tuple[str, ...] = ()) -> list[str]:
+            skip: tuple[str, ...] = (), synchformer: str | None = None) -> list[str]:
   """Converts and writes the model directory; returns the report lines."""
   cfg = with_thinker_architecture(cfg, processor_dir)
+  sync_arrays = None if synchformer is None else synchformer_arrays(synchformer, cfg)
   thinker_cfg = None if "qwen" in skip else qwen_config(cfg.model)
 
   def sink(component, arrays):
@@ -58,7 +71,11 @@ def convert(checkpoint: str, out_dir: str, cfg: Config, *, processor_dir: str | 
                             checkpoint_keys(checkpoint), cfg.model, sink, skip=skip)
   model_dir.save_model_dir(out_dir, cfg, {}, processor_dir=processor_dir,
                            source=os.path.basename(checkpoint))
-  return report.lines()
+  lines = report.lines()
+  if sync_arrays is not None:
+    sink("synchformer", sync_arrays)
+    lines.append(f"synchformer: {len(sync_arrays)} arrays from {os.path.basename(synchformer)}")
+  return lines
 
 
 @console("aomni-convert")
@@ -69,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--qwen-processor", default=None, metavar="DIR",
                       help="local Qwen2.5-Omni-3B folder: its tokenizer/processor files are "
                            "copied (generation needs them) and its config.json gives the thinker")
+  parser.add_argument("--synchformer", default=None, metavar="PATH",
+                      help="synchformer_state_dict.pth (MMAudio's; V2A / V2M need it)")
   parser.add_argument("--config", default="",
                       help="configs/x.py[:arg] or an official model JSON (default: the real model)")
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -79,12 +98,18 @@ def main(argv: list[str] | None = None) -> int:
   cfg = load_config(args.config, args.set) if args.config else apply_overrides(Config(), args.set)
   if not os.path.exists(args.checkpoint):
     raise UserError(f"checkpoint {args.checkpoint!r} does not exist")
+  if args.synchformer is not None and not os.path.exists(args.synchformer):
+    raise UserError(f"--synchformer {args.synchformer!r} does not exist; it is "
+                    "synchformer_state_dict.pth from the official release")
   if args.qwen_processor is not None and not epath.Path(args.qwen_processor).is_dir():
     raise UserError(f"--qwen-processor {args.qwen_processor!r} is not a folder; pass the local "
                     "Hugging Face Qwen2.5-Omni-3B folder")
   for line in convert(args.checkpoint, args.out_dir, cfg, processor_dir=args.qwen_processor,
-                      skip=tuple(args.skip)):
+                      skip=tuple(args.skip), synchformer=args.synchformer):
     print(line)
+  if args.synchformer is None:
+    print("note: no --synchformer given, so the model directory cannot do V2A / V2M from video "
+          "files (re-run with --synchformer synchformer_state_dict.pth)")
   if args.qwen_processor is None:
     print("note: no --qwen-processor given, so the model directory has no tokenizer; "
           "aomni-generate needs one (re-run with --qwen-processor DIR)")

@@ -8,7 +8,8 @@ resumable, sharded over all local devices and, with several hosts, one share per
   aomni-generate --checkpoint DIR --manifest requests.jsonl --out-dir OUT
 
 Tasks: t2a, t2m, tts (vc = tts with --audio as the voice prompt), add, remove, extract, style
-(--source/--target), v2a, v2m (--video). Any --seconds up to 600: longer than one model window
+(--source/--target), v2a, v2m (--video; --mux also writes the video with the new audio on it).
+Any --seconds up to 600: longer than one model window
 (10.96 s) is generated as overlapping windows joined by inpainting and crossfades. Each item
 writes a wav, a JSON sidecar with every parameter and optionally a spectrogram png.
 """
@@ -70,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
   one.add_argument("--seconds", type=float, default=None,
                    help="output duration, up to 600 (default: one window; edits: the source's)")
   one.add_argument("--out", help="output wav (a sidecar .json is written next to it)")
+  p.add_argument("--mux", nargs="?", const="", default=None, metavar="OUT.mp4",
+                 help="v2a / v2m: also write the video with the generated audio laid on it "
+                      "(default: --out with .mp4; with --manifest: OUT_DIR/ID.mp4)")
   many = p.add_argument_group("many items")
   many.add_argument("--manifest", help="JSONL of items (gs:// works)")
   many.add_argument("--out-dir", help="where the outputs and results.jsonl go (gs:// works)")
@@ -105,6 +109,8 @@ def _check(args: argparse.Namespace) -> None:
     raise UserError(f"--steps must be >= 1, got {args.steps}")
   if args.batch_size < 1:
     raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+  if args.mux is not None and args.task is not None and not args.video:
+    raise UserError("--mux needs --video (it lays the generated audio on that video)")
   if args.overlap <= 0:
     raise UserError(f"--overlap must be > 0 seconds, got {args.overlap}")
   if not epath.Path(args.checkpoint).exists():
@@ -116,7 +122,8 @@ def _settings(args: argparse.Namespace) -> batch.Settings:
   return batch.Settings(batch_size=args.batch_size, seed=args.seed, steps=args.steps,
                         cfg_scale=args.cfg, cfg_rescale=args.cfg_rescale,
                         overlap_seconds=args.overlap, wav_format=args.wav_format,
-                        spectrogram=args.spectrogram, tensorboard=args.tensorboard)
+                        spectrogram=args.spectrogram, tensorboard=args.tensorboard,
+                        mux=args.mux is not None)
 
 
 def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:
@@ -139,7 +146,9 @@ def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:
                          time.perf_counter() - start, 1)
   out = epath.Path(args.out)
   outputs.write_item(out.parent, out.stem, np.asarray(audio), rate, record,
-                     wav_format=args.wav_format, spectrogram=args.spectrogram, wav_path=out)
+                     wav_format=args.wav_format, spectrogram=args.spectrogram, wav_path=out,
+                     mux_video=item.request.video if args.mux is not None else None,
+                     mp4_path=epath.Path(args.mux) if args.mux else None)
 
 
 @console("aomni-generate")

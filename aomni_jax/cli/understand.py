@@ -2,7 +2,9 @@
 
 DIR holds a Qwen2.5-Omni thinker (a save_pretrained thinker, a full Qwen2.5-Omni checkpoint, or
 an Audio-Omni checkpoint next to a thinker config.json) plus the processor files. Only the new
-tokens' text is printed, on stdout.
+tokens' text is printed, on stdout. A video is read by the shared decoder (`aomni_jax.video`), and
+its own sound is heard with it (`use_audio_in_video`, as the official path) unless
+--no-audio-in-video or --audio is given.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 import sys
 from typing import Sequence
 
-import av
 import numpy as np
 from etils import epath
 
@@ -20,6 +21,9 @@ from aomni_jax.audio import io as audio_io
 from aomni_jax.cli import logs
 from aomni_jax.cli.errors import ArgumentParser, UserError, console
 from aomni_jax.models.qwen_omni.understand import SAMPLE_RATE, Understander
+from aomni_jax.video.decode import VideoReadError
+
+MAX_VIDEO_SECONDS = 600.0
 
 
 def load_audio(path: str) -> np.ndarray:
@@ -31,24 +35,22 @@ def load_audio(path: str) -> np.ndarray:
   return dsp.resample(audio.mean(axis=0), rate, SAMPLE_RATE)
 
 
-def load_video(path: str, fps: float) -> np.ndarray:
-  """RGB uint8 frames [T, H, W, 3] sampled at `fps` (nearest earlier frame)."""
-  if not epath.Path(path).is_file():
-    raise UserError(f"video file {path!r} does not exist; check the path")
-  frames, next_time = [], 0.0
-  try:
-    with av.open(path) as container:
-      if not container.streams.video:
-        raise UserError(f"video file {path!r} has no video stream (for audio only, use --audio)")
-      for frame in container.decode(video=0):
-        if frame.time is None or frame.time + 1e-6 >= next_time:
-          frames.append(frame.to_ndarray(format="rgb24"))
-          next_time += 1.0 / fps
-  except av.FFmpegError as err:
-    raise UserError(f"video file {path!r} is not readable video ({err})") from err
-  if not frames:
-    raise UserError(f"video file {path!r}: no video frames could be decoded")
-  return np.stack(frames)
+def load_video(path: str, fps: float, *, with_audio: bool = True,
+               max_seconds: float = MAX_VIDEO_SECONDS) -> tuple[np.ndarray, np.ndarray | None]:
+  """(RGB uint8 frames [T, H, W, 3] at `fps`, the sound track as mono 16 kHz or None).
+
+  The shared video decoder (`aomni_jax.video`), frames picked by presentation time over the whole
+  clip (at most `max_seconds`); the sound track only when asked for and present.
+  """
+  from aomni_jax.video.decode import probe, read_audio_track, sample_frames  # pylint: disable=g-import-not-at-top
+  info = probe(path)
+  seconds = min(info.duration or max_seconds, max_seconds)
+  (sampled,) = sample_frames(path, [fps], seconds)
+  frames = sampled.frames[:max(1, len(sampled.frames) - sampled.num_padded)]
+  audio = None
+  if with_audio and info.has_audio:
+    audio = read_audio_track(path, SAMPLE_RATE, seconds=seconds)[0]
+  return frames, audio
 
 
 def _check_model_dir(path: str) -> None:
@@ -70,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--audio", help="an audio file (any rate; resampled to 16 kHz mono)")
   parser.add_argument("--video", help="a video file")
   parser.add_argument("--video-fps", type=float, default=2.0, help="frames sampled per second")
+  parser.add_argument("--no-audio-in-video", action="store_true",
+                      help="ignore the video's own sound (by default Qwen hears it, interleaved "
+                           "with the frames, as the official understanding path does)")
   parser.add_argument("--max-new-tokens", type=int, default=256)
   parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
   parser.add_argument("--top-p", type=float, default=1.0)
@@ -87,11 +92,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
   _check_model_dir(args.model)
   audio = load_audio(args.audio) if args.audio else None
-  video = load_video(args.video, args.video_fps) if args.video else None
+  video, track = None, None
+  if args.video:
+    try:
+      video, track = load_video(args.video, args.video_fps,
+                                with_audio=not args.no_audio_in_video and audio is None)
+    except VideoReadError as err:
+      raise UserError(str(err)) from err
+  use_audio_in_video = track is not None
+  audio = track if use_audio_in_video else audio
   model = Understander.from_pretrained(args.model, dtype=args.dtype, param_dtype=args.dtype,
                                        attention=args.attention)
   answer = model(args.question, audio=audio, video=video,
                  video_fps=args.video_fps if video is not None else None,
+                 use_audio_in_video=use_audio_in_video,
                  max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                  top_p=args.top_p, seed=args.seed)
   print(answer)

@@ -116,7 +116,14 @@ def validate_clips(clips: list[Clip], checks: checks_lib.ClipChecks, pool,
 
 
 def _clip_problem(clip: Clip, checks: checks_lib.ClipChecks) -> str | None:
-  return checks_lib.read_checked(clip.path, checks)[2]
+  problem = checks_lib.read_checked(clip.path, checks)[2]
+  if problem is None and clip.video:
+    from aomni_jax.video.decode import VideoReadError, probe  # pylint: disable=g-import-not-at-top
+    try:
+      probe(clip.video)
+    except VideoReadError as error:
+      return f"video_{error.reason}"
+  return problem
 
 
 def plan_jobs(clips: list[Clip], config: BuildConfig, soundfont: Clip | None) -> list[Job]:
@@ -148,6 +155,9 @@ def plan_jobs(clips: list[Clip], config: BuildConfig, soundfont: Clip | None) ->
     pool = by_kind[kind]
     for clip_index in rng.permutation(len(pool))[:config.max_singles_per_kind]:
       jobs.append(Job("single", len(jobs), (pool[int(clip_index)],)))
+  # Every clip with a video gives a V2A (or, for music, V2M) example.
+  jobs += [Job("video", len(jobs) + i, (clip,))
+           for i, clip in enumerate(c for c in clips if c.video and c.kind != "speech")]
   jobs += _voice_clone_jobs(by_kind["speech"], config.voice_clone_pairs, len(jobs), rng)
   return jobs
 
@@ -198,6 +208,10 @@ def make_item(job: Job, config: BuildConfig) -> synth.Item:
     residual, target = job.clips
     item = synth.stems_item(job.item_id, _load_clip(residual.path, cfg.rate),
                             _load_clip(target.path, cfg.rate), target.label, rng, cfg)
+  elif job.kind == "video":
+    clip, = job.clips
+    item = synth.video_item(job.item_id, _load_clip(clip.path, cfg.rate), clip.kind, clip.label,
+                            clip.caption, clip.video, rng, cfg)
   else:
     clip, = job.clips
     item = synth.single_item(job.item_id, _load_clip(clip.path, cfg.rate), clip.kind, clip.label,

@@ -12,6 +12,8 @@ Batch keys (B = per-process batch size):
   instruction   str   [B]            the user turn (`templates.user_text`); system prompt by task
   transcript    str   [B]            TTS transcript, "" for other tasks
   label         str   [B]            the edited / generated sound's label
+  video         str   [B]            V2A / V2M: the example's video file, "" for other tasks
+  video_start   float32 [B]          where the target audio starts in that video (seconds)
   mel_audio     float32 [B, 441000]  mono 44.1 kHz input for the mel path: the first 10 s of
                                      the source (zeros for T2A/T2M/TTS, as the official API)
   target_audio  float32 [B, 2, 485100]  stereo 44.1 kHz target, 11 s (omitted when stems were
@@ -111,6 +113,8 @@ class ExampleDecoder:
         "instruction": np.str_(ex["instruction"]),
         "transcript": np.str_(ex["transcript"]),
         "label": np.str_(ex["label"]),
+        "video": np.str_(ex.get("video", "")),
+        "video_start": np.float32(ex.get("video_start", 0.0)),
     }
     if self.include_audio and record["stems"]:
       stems = {name: records.decode_stem(record, name) for name in set(ex["input"] + ex["target"])}

@@ -116,6 +116,11 @@ def vae_feature(stage) -> FeatureFn:
   return fn
 
 
+def sync_feature(stage) -> FeatureFn:
+  """`sync_features`: the Synchformer over each example's video, zeros where it has none."""
+  return lambda batch: {"sync_features": stage.sync(batch["video"], batch["video_start"])}
+
+
 def transcript_ids_feature(config) -> FeatureFn:
   """`transcript_ids` [B, seq_len] int32 from the transcript front end (0 rows when no text)."""
   from aomni_jax.models.transcript import tokenize  # pylint: disable=g-import-not-at-top
@@ -132,7 +137,7 @@ def log_mel_feature(config) -> FeatureFn:
   return lambda batch: {"log_mel": np.asarray(compute(batch["mel_audio"]))}
 
 
-FEATURES = ("qwen", "vae", "transcript_ids", "log_mel")
+FEATURES = ("qwen", "vae", "sync", "transcript_ids", "log_mel")
 
 
 def model_features(config, stage, names: list[str]) -> dict[str, FeatureFn]:
@@ -142,6 +147,7 @@ def model_features(config, stage, names: list[str]) -> dict[str, FeatureFn]:
   if unknown:
     raise ValueError(f"unknown features {unknown}; choose from {', '.join(FEATURES)}")
   builders = {"qwen": lambda: qwen_feature(stage), "vae": lambda: vae_feature(stage),
+              "sync": lambda: sync_feature(stage),
               "transcript_ids": lambda: transcript_ids_feature(config),
               "log_mel": lambda: log_mel_feature(config)}
   return {name: builders[name]() for name in names}

@@ -20,7 +20,8 @@ from aomni_jax.data import debian
 from aomni_jax.data import qt_rcc
 
 KINDS = ("event", "background", "speech", "music")
-CSV_COLUMNS = ("path", "label", "kind", "caption", "transcript", "licence", "source", "speaker")
+CSV_COLUMNS = ("path", "label", "kind", "caption", "transcript", "licence", "source", "speaker",
+               "video")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Clip:
   licence: str = "unknown"
   source: str = "user"
   speaker: str = ""  # speech: who speaks; two clips of one speaker make a voice-cloning pair
+  video: str = ""  # the clip's video (its sound is `path`): makes a V2A / V2M example
 
 
 def write_table(clips: list[Clip], path: str) -> None:
@@ -62,7 +64,8 @@ def read_table(path: str, folder: str | None = None) -> list[Clip]:
           path=os.path.join(folder, row["path"]), label=row["label"], kind=kind,
           caption=row.get("caption") or "", transcript=row.get("transcript") or "",
           licence=row.get("licence") or "unknown", source=row.get("source") or "user",
-          speaker=row.get("speaker") or ""))
+          speaker=row.get("speaker") or "",
+          video=os.path.join(folder, row["video"]) if row.get("video") else ""))
   return clips
 
 

@@ -174,6 +174,25 @@ def single_item(item_id: str, audio: np.ndarray, kind: str, label: str, caption:
   return Item(item_id, stems, [item_example], {"labels": [label]})
 
 
+def video_item(item_id: str, audio: np.ndarray, kind: str, label: str, caption: str,
+               video: str, rng: np.random.Generator, config: SynthConfig) -> Item:
+  """A V2A (V2M for music) example: a window of the clip's sound and where it starts in the video.
+
+  Unlike `single_item`, a short clip is not shifted: its sound must stay aligned with the video,
+  whose frames the sync features are computed from (`data/video_features.py`) starting at
+  `video_start` seconds.
+  """
+  audio = dsp.to_channels(audio, 2)
+  start = 0
+  if audio.shape[-1] > config.frames:
+    start = int(rng.integers(0, audio.shape[-1] - config.frames + 1))
+  stems = normalise_stems({"target": dsp.fit_length(audio[:, start:], config.frames)}, config)
+  item_example = example("v2m" if kind == "music" else "v2a", [], ["target"], desc=caption,
+                         label=label)
+  item_example.update(video=video, video_start=start / config.rate)
+  return Item(item_id, stems, [item_example], {"labels": [label]})
+
+
 VOICE_PROMPT_SECONDS = 6.0  # inference keeps the last 6 s of a voice prompt (Gradio)
 
 

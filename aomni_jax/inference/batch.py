@@ -42,6 +42,7 @@ class Settings:
   overlap_seconds: float = 2.0
   wav_format: str = "pcm16"
   spectrogram: bool = False
+  mux: bool = False  # V2A / V2M items also get <id>.mp4: their video with the generated audio
   tensorboard: str | None = None  # a folder for clips/s and batch times (tensorboardX)
 
   def sampling(self) -> dict[str, Any]:
@@ -167,7 +168,8 @@ class _Run:
                        self.settings.batch_size)
       outputs.write_item(self.out_dir, item.id, clip, rate, record,
                          wav_format=self.settings.wav_format,
-                         spectrogram=self.settings.spectrogram)
+                         spectrogram=self.settings.spectrogram,
+                         mux_video=item.request.video if self.settings.mux else None)
       self.results[index] = {"id": item.id, "line": index + 1, "status": "ok",
                              "wav": f"{item.id}.wav"}
     return len(items)

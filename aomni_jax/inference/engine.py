@@ -29,11 +29,14 @@ from aomni_jax.cli.errors import UserError
 from aomni_jax.config import Config
 from aomni_jax.inference import longform, model_dir, thinker as thinker_lib
 from aomni_jax.inference.pipeline import (VIDEO_TASKS, Pipeline, Request, host_inputs,
-                                          qwen_prompt, resampled_mono, video_conditioning)
+                                          qwen_prompt, resampled_mono)
+from aomni_jax.inference.video import (VideoFrontEnd, bare_video_placeholder,
+                                       expand_video_placeholder)
 from aomni_jax.models.conditioners import ConditionerHeads
 from aomni_jax.models.dit import DiffusionTransformer
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
 from aomni_jax.models.qwen_omni.thinker import Thinker, ThinkerInputs
+from aomni_jax.models.synchformer import Synchformer
 from aomni_jax.models.vae import OobleckVAE
 from aomni_jax.text import prompts
 from aomni_jax.text.frontend import text_to_symbols
@@ -85,9 +88,10 @@ class AudioOmni:
 
   def __init__(self, cfg: Config, heads: ConditionerHeads, dit: DiffusionTransformer,
                vae: OobleckVAE, thinker: Thinker, tokenizer: Any, *, mesh: Mesh | None = None,
-               source: str = ""):
+               source: str = "", synchformer: Synchformer | None = None):
     self.cfg = cfg
     self.pipeline = Pipeline(cfg, heads, dit, vae)
+    self.video = VideoFrontEnd(cfg.model, synchformer)
     self.thinker = nnx.split(thinker)
     self.thinker_cfg: ThinkerConfig = thinker.cfg
     self.tokenizer = tokenizer
@@ -127,9 +131,14 @@ class AudioOmni:
                  lambda state: parallel.state_shardings(state, mesh, cfg.mesh.rules))
     for name, factory in factories.items():
       modules[name] = model_dir.load_component(directory, name, factory, shardings=shardings)
+    synchformer = None
+    if model_dir.has_component(directory, "synchformer"):  # optional: only V2A / V2M need it
+      synchformer = model_dir.load_component(
+          directory, "synchformer", lambda: Synchformer(m.synchformer, rngs=nnx.Rngs(0)),
+          shardings=None if mesh is None else NamedSharding(mesh, jax.sharding.PartitionSpec()))
     tokenizer = thinker_lib.load_tokenizer(str(processor))
     return cls(cfg, modules["heads"], modules["dit"], modules["vae"], modules["qwen"], tokenizer,
-               mesh=mesh, source=str(directory))
+               mesh=mesh, source=str(directory), synchformer=synchformer)
 
   @classmethod
   def from_state_dict(cls, state_dict, cfg: Config, thinker_cfg: ThinkerConfig, tokenizer: Any,
@@ -175,15 +184,16 @@ class AudioOmni:
 
   def prompt_tokens(self, request: Request) -> list[int]:
     """The request's Qwen prompt as token ids (checks that it is not empty or too long)."""
-    if request.task in VIDEO_TASKS:
-      video_conditioning(request)
+    self.video.check(request)
     if request.task == "TTS":
       symbols = len(text_to_symbols(speech_transcript(request.prompt, request.reference_text)))
       if symbols > self.cfg.model.transcript.seq_len:
         raise thinker_lib.PromptTooLong(
             f"prompt too long: the TTS text has {symbols} symbols, the transcript encoder takes "
             f"at most {self.cfg.model.transcript.seq_len}")
-    ids = thinker_lib.token_ids(self.tokenizer, [qwen_prompt(request).text])[0]
+    text = expand_video_placeholder(qwen_prompt(request).text, request, self.cfg.model,
+                                    self.thinker_cfg.vision)
+    ids = thinker_lib.token_ids(self.tokenizer, [text])[0]
     thinker_lib.bucket_length(len(ids), self.cfg.model.omni.pad_length)
     return ids
 
@@ -193,9 +203,12 @@ class AudioOmni:
     return thinker_lib.bucket_length(longest, self.cfg.model.omni.pad_length)
 
   def batch_key(self, request: Request, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
-                ) -> tuple[bool, int]:
-    """Items batched together share this: the transcript rule and the window count."""
-    return (request.task == "TTS", self.plan(request, overlap_seconds).count)
+                ) -> tuple[bool, int, bool]:
+    """Items batched together share this: the transcript rule, the window count, and whether
+    the prompt holds a bare video placeholder (a video task without a video: the vision tower
+    must not be given videos for it)."""
+    return (request.task == "TTS", self.plan(request, overlap_seconds).count,
+            bare_video_placeholder(request))
 
   # -------------------------------------------------------------------------------------------
   # Placement.
@@ -208,6 +221,12 @@ class AudioOmni:
     axes[batch_axis] = parallel.BATCH_AXIS
     spec = parallel.logical_to_spec(tuple(axes), x.shape, self.mesh, self.cfg.mesh.rules)
     return jax.device_put(x, NamedSharding(self.mesh, spec))
+
+  def _replicate(self, x: np.ndarray) -> jax.Array:
+    """A host array every device needs whole (e.g. the batch's video patches)."""
+    if self.mesh is None:
+      return jnp.asarray(x)
+    return jax.device_put(x, NamedSharding(self.mesh, jax.sharding.PartitionSpec()))
 
   # -------------------------------------------------------------------------------------------
   # Generation.
@@ -250,17 +269,20 @@ class AudioOmni:
                        f"{len(requests)} requests and {len(seeds)} seeds")
     stage = on_stage or (lambda name, output: None)
     fill = batch_size - len(requests)
-    padded = list(requests) + [requests[0]] * fill
+    padded = self.video.prepare(list(requests) + [requests[0]] * fill)
     seeds = list(seeds) + [seeds[0]] * fill
     plans = [self.plan(r, overlap_seconds) for r in padded]
     if len({p.count for p in plans}) != 1:
       raise ValueError("a batch must hold items with the same number of windows (batch_key)")
     m = self.cfg.model
     tokens = thinker_lib.pad_prompts([self.prompt_tokens(r) for r in padded],
-                                     prompt_length, self.thinker_cfg)
+                                     prompt_length, self.thinker_cfg,
+                                     videos=[r.video_frames for r in padded])
     thinker_inputs = ThinkerInputs(self._place(tokens.input_ids),
                                    self._place(tokens.attention_mask),
-                                   self._place(tokens.position_ids, batch_axis=1))
+                                   self._place(tokens.position_ids, batch_axis=1),
+                                   video=None if tokens.video is None else jax.tree.map(
+                                       self._replicate, tokens.video))
     hidden = _features(*self.thinker, thinker_inputs, m.omni.layer_idx)
     stage("qwen", hidden)
     sources = [self._edit_source(r) for r in requests]

@@ -20,12 +20,18 @@ from etils import epath
 WAV_FORMATS = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 
 
+def normalised(audio: np.ndarray, wav_format: str) -> np.ndarray:
+  """Peak-normalised for the integer formats (as the official API), unchanged for "float"."""
+  audio = np.asarray(audio, np.float32)
+  if wav_format == "float":
+    return audio
+  peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+  return np.clip(audio / peak, -1.0, 1.0) if peak > 0 else audio
+
+
 def wav_bytes(audio: np.ndarray, sample_rate: int, wav_format: str = "pcm16") -> bytes:
   """[samples, channels] float audio → a wav file's bytes."""
-  audio = np.asarray(audio, np.float32)
-  if wav_format != "float":
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    audio = np.clip(audio / peak, -1.0, 1.0) if peak > 0 else audio
+  audio = normalised(audio, wav_format)
   buffer = io.BytesIO()
   soundfile.write(buffer, audio, sample_rate, format="WAV", subtype=WAV_FORMATS[wav_format])
   return buffer.getvalue()
@@ -57,8 +63,11 @@ def write_atomically(path: epath.Path, data: bytes) -> None:
 
 def write_item(out_dir: epath.Path, stem: str, audio: np.ndarray, sample_rate: int,
                sidecar: Mapping[str, Any], *, wav_format: str = "pcm16",
-               spectrogram: bool = False, wav_path: epath.Path | None = None) -> epath.Path:
-  """Writes the wav (at `wav_path`, default `<out_dir>/<stem>.wav`), the png, then the sidecar."""
+               spectrogram: bool = False, wav_path: epath.Path | None = None,
+               mux_video: str | None = None, mp4_path: epath.Path | None = None) -> epath.Path:
+  """Writes the wav (at `wav_path`, default `<out_dir>/<stem>.wav`), the png, the mp4 (with
+  `mux_video`: that video with this audio, at `mp4_path`, default next to the wav), then the
+  sidecar."""
   wav_path = wav_path or out_dir / f"{stem}.wav"
   wav_path.parent.mkdir(parents=True, exist_ok=True)
   write_atomically(wav_path, wav_bytes(audio, sample_rate, wav_format))
@@ -67,6 +76,11 @@ def write_item(out_dir: epath.Path, stem: str, audio: np.ndarray, sample_rate: i
     png = wav_path.with_suffix(".png")
     write_atomically(png, spectrogram_png(audio, sample_rate, str(sidecar.get("prompt", ""))))
     record["png"] = png.name
+  if mux_video is not None:
+    from aomni_jax.video.mux import mux_audio
+    mp4_path = mp4_path or wav_path.with_suffix(".mp4")
+    mux_audio(mux_video, normalised(audio, wav_format).T, sample_rate, str(mp4_path))
+    record["mp4"] = mp4_path.name
   sidecar_path = wav_path.with_suffix(".json")
   write_atomically(sidecar_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
   return sidecar_path

@@ -49,8 +49,10 @@ class Request:
   `prompt` is the description (T2A/T2M/V2A/V2M), the transcript to speak (TTS) or the sound to
   add/remove/extract (editing); Style Transfer uses `source`/`target`. `audio` ([samples] or
   [channels, samples] at `sample_rate`) is the editing source or the TTS voice prompt, whose
-  transcript is `reference_text`. V2A/V2M take a `video` file (see `video_conditioning`) or,
-  from Python, precomputed `sync_features` ([240, 768]). `seconds` is the output duration
+  transcript is `reference_text`. V2A/V2M take a `video` file (decoded by `inference.video`
+  into `sync_features` [240, 768] and the Qwen `video_frames` [50, 224, 224, 3] uint8) or, from
+  Python, those two directly (without frames Qwen sees the prompt text only, as the official
+  code does when the video cannot be read). `seconds` is the output duration
   (None: one model window, untrimmed, as the official API; an edit: the source's duration).
   """
 
@@ -64,6 +66,7 @@ class Request:
   sync_features: np.ndarray | None = None
   video: str | None = None
   seconds: float | None = None
+  video_frames: np.ndarray | None = None
 
   def __post_init__(self):
     if self.task not in prompts.GENERATION_TASKS + prompts.EDIT_TASKS:
@@ -150,23 +153,10 @@ def prepare_audio(audio: np.ndarray, sample_rate: int | None, cfg: MelConfig, *,
   return out
 
 
-def video_conditioning(request: Request) -> tuple[np.ndarray, np.ndarray]:
-  """The one place where a V2A / V2M video file becomes (Qwen frames, Synchformer features).
-
-  Needs a video decoder and the `synchformer` model component, which this version lacks.
-  """
-  if request.video is None:
-    raise ValueError(f"{request.task} needs a video file (Request.video)")
-  from aomni_jax.cli.errors import UserError
-  raise UserError(f"{request.task} from a video file needs the video decoder and the "
-                  "'synchformer' model component, which this version does not have yet; "
-                  "use a text or editing task meanwhile")
-
-
 def qwen_prompt(request: Request) -> QwenPrompt:
-  """The Qwen prompt of one request (official `build_prompt`); text only (see video_conditioning)."""
+  """The Qwen prompt of one request (official `build_prompt`) and its decoded video, if any."""
   return QwenPrompt(prompts.build_prompt(request.task, request.prompt, source=request.source,
-                                         target=request.target))
+                                         target=request.target), video=request.video_frames)
 
 
 def _transcript(request: Request) -> str | None:

@@ -1,7 +1,7 @@
 """The Qwen thinker on the device: prompts → fixed-length token batches → features in the jit.
 
-Generation and editing prompts are text only (a video reaches Qwen only in V2A / V2M), so the
-tokenizer is all the host needs. Prompts are left-padded to a bucket length (a power of two), so
+Generation and editing prompts are text only, except the video of V2A / V2M, whose frames are cut
+into vision patches on the host (`video.qwen_frames`); so the tokenizer is all the host needs. Prompts are left-padded to a bucket length (a power of two), so
 a batch run compiles once per bucket and never per item; the features
 `hidden_states[layer_idx]` [B, length, F] never leave the device before the heads, which keep
 `omni.pad_length` of them (longer prompts are resampled to that, as in the official code).
@@ -18,6 +18,7 @@ from etils import epath
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
 from aomni_jax.models.qwen_omni.processing import model_inputs
 from aomni_jax.models.qwen_omni.thinker import ThinkerInputs
+from aomni_jax.video.qwen_frames import SECONDS_PER_GRID, video_patches
 
 MIN_BUCKET = 32
 MAX_PROMPT_TOKENS = 4096  # twice the real head's 2048 rows; more is almost surely a mistake
@@ -57,8 +58,13 @@ def bucket_length(num_tokens: int, pad_length: int) -> int:
   return min(limit, max(MIN_BUCKET, 1 << max(num_tokens - 1, 0).bit_length()))
 
 
-def pad_prompts(ids: Sequence[Sequence[int]], length: int, cfg: ThinkerConfig) -> ThinkerInputs:
-  """Left-pads token ids to [B, length] (pad id, mask 0) and adds the text positions."""
+def pad_prompts(ids: Sequence[Sequence[int]], length: int, cfg: ThinkerConfig, *,
+                videos: Sequence[np.ndarray | None] | None = None) -> ThinkerInputs:
+  """Left-pads token ids to [B, length] (pad id, mask 0) and adds the 3-D positions.
+
+  `videos[b]`: row b's uint8 frames [T, H, W, 3] (its prompt already holds one `<|VIDEO|>` per
+  video token) or None; their patches go to the vision tower, in row order.
+  """
   out = np.full((len(ids), length), cfg.pad_token_id, np.int32)
   mask = np.zeros((len(ids), length), np.int32)
   for row, tokens in enumerate(ids):
@@ -68,4 +74,11 @@ def pad_prompts(ids: Sequence[Sequence[int]], length: int, cfg: ThinkerConfig) -
     if tokens:
       out[row, length - len(tokens):] = tokens
       mask[row, length - len(tokens):] = 1
-  return model_inputs({"input_ids": out, "attention_mask": mask}, cfg)
+  batch = {"input_ids": out, "attention_mask": mask}
+  present = [v for v in (videos or []) if v is not None]
+  if present:
+    patches = [video_patches(v, cfg.vision) for v in present]
+    batch.update(pixel_values_videos=np.concatenate([p for p, _ in patches]),
+                 video_grid_thw=np.stack([g for _, g in patches]),
+                 video_second_per_grid=np.full(len(patches), SECONDS_PER_GRID))
+  return model_inputs(batch, cfg)

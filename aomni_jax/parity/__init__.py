@@ -16,7 +16,7 @@ import pathlib
 
 import numpy as np
 
-KINDS = ("dit", "sampler", "vae", "transcript", "mel", "sync", "pipeline")
+KINDS = ("dit", "sampler", "vae", "transcript", "mel", "sync", "synchformer", "pipeline")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,8 @@ target and the conditioner heads' inputs (`ConditionerInputs`). Precomputed feat
 (`aomni-data precompute --model DIR`: `latent_mean`/`latent_std`, `qwen_hidden`/`qwen_mask`,
 `transcript_ids`, `log_mel`, `sync_features`) are used as they are; what a batch lacks is computed
 here by the same functions (`aomni_jax.train.frozen`) over the same converted model's frozen
-modules, so both routes train on identical features. Sync features are zeros (no video yet).
+modules, so both routes train on identical features. Sync features are the Synchformer's over
+the example's video (V2A / V2M) and zeros for every other example.
 """
 
 from __future__ import annotations
@@ -88,9 +89,12 @@ class FrozenStage:
     if "transcript_ids" in batch:
       out["transcript_ids"] = np.where(out["has_transcript"][:, None], batch["transcript_ids"],
                                        out["transcript_ids"])
-    size = len(batch["task_id"])
-    out["sync_features"] = batch.get("sync_features",
-                                     np.zeros((size, m.sync.seq_len, m.sync.input_dim), np.float32))
+    if "sync_features" in batch:
+      out["sync_features"] = batch["sync_features"]
+    else:
+      size = len(batch["task_id"])
+      out["sync_features"] = self.features.sync(batch.get("video", [""] * size),
+                                                batch.get("video_start", [0.0] * size))
     if self.config.data.precomputed:
       out["log_mel"] = batch["log_mel"]
     else:

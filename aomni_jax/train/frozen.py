@@ -1,4 +1,4 @@
-"""The frozen feature extractors shared by precompute and training: Qwen thinker and VAE encoder.
+"""The frozen feature extractors shared by precompute and training: Qwen, Synchformer, VAE.
 
 Both the offline job (`aomni-data precompute --model DIR`) and the training loop's on-the-fly path
 call these same functions on the modules of one converted model directory, so a feature means
@@ -8,6 +8,8 @@ the same thing whichever way it was made:
       hidden_states[omni.layer_idx] of the thinker over the example's chat prompt, packed to
       `omni.pad_length` exactly as the omni conditioner does (real tokens first, resampled when
       longer, zeros after). Generation and editing send Qwen the text only (official_spec §2.3).
+  sync_features [B, sync.seq_len, sync.input_dim] float32
+      the Synchformer over the example's video (`data.video_features`), zeros without one.
   latent_mean, latent_std [B, latent_length, latent_dim] float32
       the VAE posterior of the target audio divided by `vae.latent_scale`; the train step draws
       latents = mean + std · ε itself, so every epoch sees a new posterior sample.
@@ -40,6 +42,7 @@ class FrozenModules:
   vae: nnx.Module
   thinker: nnx.Module | None = None
   tokenizer: Any = None
+  synchformer: nnx.Module | None = None
   description: str = ""  # what they are, e.g. "random tiny thinker (not Qwen2.5-Omni)"
 
 
@@ -77,9 +80,14 @@ def load_frozen(model_dir: str, config: Config, mesh: Mesh | None = None) -> Fro
     return md.load_component(model_dir, name, factory, shardings=shardings)
 
   vae = load("vae", lambda: OobleckVAE(config.model.vae, rngs=nnx.Rngs(0)))
+  synchformer = None
+  if md.has_component(model_dir, "synchformer"):
+    from aomni_jax.models.synchformer import Synchformer  # pylint: disable=g-import-not-at-top
+    synchformer = md.load_component(
+        model_dir, "synchformer", lambda: Synchformer(config.model.synchformer, rngs=nnx.Rngs(0)))
   source = md.read_manifest(model_dir).get("source", "")
   if not md.has_component(model_dir, "qwen"):
-    return FrozenModules(vae=vae, description=source)
+    return FrozenModules(vae=vae, description=source, synchformer=synchformer)
   # The stored architecture with this run's numerics (`model.qwen`), as generation runs it.
   thinker_cfg = engine.thinker_config(md.component_config(model_dir, "qwen", ThinkerConfig),
                                       config)
@@ -89,7 +97,8 @@ def load_frozen(model_dir: str, config: Config, mesh: Mesh | None = None) -> Fro
     raise ValueError(f"{model_dir} has a Qwen thinker but no processor/ folder with its "
                      "tokenizer; convert it again with the Qwen2.5-Omni-3B folder")
   tokenizer = thinker_lib.load_tokenizer(processor)
-  return FrozenModules(vae=vae, thinker=thinker, tokenizer=tokenizer, description=source)
+  return FrozenModules(vae=vae, thinker=thinker, tokenizer=tokenizer, description=source,
+                       synchformer=synchformer)
 
 
 class QwenFeatures:
@@ -160,6 +169,8 @@ class FrozenFeatures:
     self._posterior = VAEPosterior(modules.vae, config, shardings)
     self._qwen = (QwenFeatures(modules.thinker, modules.tokenizer, config)
                   if modules.thinker is not None else None)
+    from aomni_jax.data.video_features import SyncFeatures  # pylint: disable=g-import-not-at-top
+    self._sync = SyncFeatures(modules.synchformer, config)
 
   def qwen(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Chat prompts → (qwen_hidden, qwen_mask)."""
@@ -167,6 +178,10 @@ class FrozenFeatures:
       raise ValueError("the model directory has no Qwen thinker (component 'qwen'), so the "
                        "qwen_hidden features cannot be computed; add it with aomni-convert")
     return self._qwen(prompts)
+
+  def sync(self, videos: Sequence[str], starts: Sequence[float]) -> np.ndarray:
+    """Video paths ("" = none) and start seconds → sync_features, zeros where no video."""
+    return self._sync(videos, starts)
 
   def posterior(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Target audio [B, channels, samples] → (latent_mean, latent_std) on the host."""

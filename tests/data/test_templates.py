@@ -14,6 +14,8 @@ from aomni_jax.text import prompts
     ("remove", "dog", "", ("Remove", "dog", {})),
     ("extract", "dog", "", ("Extract", "dog", {})),
     ("style", "piano", "violin", ("Style Transfer", "", {"source": "piano", "target": "violin"})),
+    ("v2a", "a dog barks", "", ("V2A", "a dog barks", {})),
+    ("v2m", "", "", ("V2M", "", {})),
 ])
 def test_chat_prompt_equals_the_official_prompt(task, desc, target, official):
   name, text, kwargs = official
@@ -22,7 +24,7 @@ def test_chat_prompt_equals_the_official_prompt(task, desc, target, official):
 
 
 def test_task_ids_are_stable():
-  assert [templates.task_id(t) for t in templates.TASKS] == list(range(7))
-  assert templates.TASKS[:3] == ("t2a", "t2m", "tts")
+  assert [templates.task_id(t) for t in templates.TASKS] == list(range(9))
+  assert templates.TASKS[:3] == ("t2a", "t2m", "tts") and templates.TASKS[7:] == ("v2a", "v2m")
   with pytest.raises(ValueError):
-    templates.user_text("v2a")
+    templates.user_text("i2a")

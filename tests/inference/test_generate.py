@@ -22,6 +22,7 @@ from aomni_jax.inference import engine, model_dir
 from aomni_jax.inference.engine import AudioOmni
 from aomni_jax.inference.items import parse_item
 from aomni_jax.inference.thinker import load_tokenizer
+from tests.video.conftest import write_video
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
 from aomni_jax.parity.pipeline import config_from_manifest
 
@@ -57,9 +58,12 @@ BAD = {  # id → (item, expected reason)
                     "prompt too long: the TTS text has 99 symbols, the transcript encoder "
                     "takes at most 40"),
     "empty": ({"task": "t2m", "prompt": "  "}, "empty prompt: task T2M needs a text prompt"),
-    "video": ({"task": "v2a", "video": "clip.mp4"},
-              "V2A from a video file needs the video decoder and the 'synchformer' model "
-              "component"),
+    "video": ({"task": "v2a", "video": "clip.mp4"}, "video file {dir}/clip.mp4: missing"),
+    "no_video_stream": ({"task": "v2m", "video": "street.wav"},
+                        "video file {dir}/street.wav: no video: the file has no video stream"),
+    "no_synchformer": ({"task": "v2a", "video": "scene.mp4"},
+                       "V2A from a video file needs the 'synchformer' component; convert "
+                       "synchformer_state_dict.pth with aomni-convert --synchformer PATH"),
 }
 
 
@@ -69,6 +73,7 @@ def _write_inputs(directory: epath.Path) -> None:
   soundfile.write(directory / "voice.wav", 0.1 * rng.standard_normal(3 * 22050), 22050)
   soundfile.write(directory / "low_rate.wav", 0.1 * rng.standard_normal(4000), 4000)
   (directory / "corrupt.wav").write_bytes(b"RIFF" + rng.bytes(400))
+  write_video(directory / "scene.mp4", np.arange(5) / 25, 25)  # this model has no Synchformer
 
 
 @dataclasses.dataclass
@@ -165,7 +170,8 @@ def test_bad_items_are_recorded_with_one_line_reasons(run):
     assert record["reason"].startswith(reason.format(dir=run.manifest.parent)), record
     assert not (run.out / f"{name}.wav").exists()
   by_line = {r["line"]: r for r in lines}
-  assert by_line[len(run.specs) + 1]["reason"].startswith("line 18 is not valid JSON")
+  assert by_line[len(run.specs) + 1]["reason"].startswith(
+      f"line {len(run.specs) + 1} is not valid JSON")
   assert by_line[len(run.specs) + 2]["reason"].startswith("duplicate id 't2a': line 1 has it")
   assert results["t2a"]["status"] == "ok"
 

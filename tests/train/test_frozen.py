@@ -82,8 +82,9 @@ def test_precompute_stores_what_the_stage_computes_and_resumes(config, stage, sy
   manifest = precompute.precompute(synthetic_dataset, out, fns, batch_size=4, shapes=shapes,
                                    progress=False)
   assert set(manifest.features) == {"qwen_hidden", "qwen_mask", "latent_mean", "latent_std",
-                                    "transcript_ids", "log_mel"}
+                                    "sync_features", "transcript_ids", "log_mel"}
   stored = _examples(out, shapes)[:4]
+  assert not any(ex["sync_features"].any() for ex in stored)  # no videos: zero sync features
   batch = {k: np.stack([ex[k] for ex in stored]) for k in stored[0]}
   # The training stage on the raw audio (on-the-fly route) gives the same arrays.
   mesh = parallel.make_mesh(config.mesh, jax.devices()[:1])

@@ -43,9 +43,16 @@ class Understander:
 
   def __call__(self, question: str, audio: np.ndarray | None = None,
                video: np.ndarray | None = None, *, video_fps: float | None = None,
-               max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
-               seed: int = 0) -> str:
-    """audio: mono float samples at 16 kHz; video: uint8 frames [T, H, W, 3] or [T, 3, H, W]."""
+               use_audio_in_video: bool = False, max_new_tokens: int = 256,
+               temperature: float = 0.0, top_p: float = 1.0, seed: int = 0) -> str:
+    """audio: mono float samples at 16 kHz; video: uint8 frames [T, H, W, 3] or [T, 3, H, W].
+
+    With `use_audio_in_video`, `audio` is the video's own sound track: the prompt holds only the
+    video placeholder and the processor interleaves the two streams in time (TMRoPE), as the
+    official understanding path does.
+    """
+    if use_audio_in_video and (audio is None or video is None):
+      raise ValueError("use_audio_in_video needs the video and its sound track (audio)")
     if not isinstance(question, str) or not question.strip():
       raise ValueError("question must be a non-empty string")
     kwargs = {}
@@ -62,8 +69,10 @@ class Understander:
       kwargs["videos"] = [video]
       if video_fps is not None:
         kwargs["fps"] = video_fps
-    prompt = build_prompt(question, audio=audio is not None, video=video is not None)
-    inputs = process(self.processor, self.model.cfg, [prompt], **kwargs)
+    prompt = build_prompt(question, audio=audio is not None and not use_audio_in_video,
+                          video=video is not None)
+    inputs = process(self.processor, self.model.cfg, [prompt],
+                     use_audio_in_video=use_audio_in_video, **kwargs)
     tokens = generate(self.model, inputs, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, seed=seed)[0]
     stop = np.flatnonzero(tokens == self.model.cfg.eos_token_id)
