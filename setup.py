@@ -47,6 +47,7 @@ setup(
         "console_scripts": [
             "aomni-parity=aomni_jax.cli.parity:main",
             "aomni-convert=aomni_jax.cli.convert:main",
+            "aomni-generate=aomni_jax.cli.generate:main",
             "aomni-sample=aomni_jax.cli.sample:main",
             "aomni-data=aomni_jax.cli.data:main",
             "aomni-train=aomni_jax.cli.train:main",

@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import typing
 from typing import Any, Sequence
 
 
@@ -452,3 +453,28 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> Config:
 def to_dict(config: Any) -> dict[str, Any]:
   """A JSON-friendly view, for logs and checkpoints."""
   return dataclasses.asdict(config)
+
+
+def _deep_tuple(value: Any) -> Any:
+  return tuple(_deep_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+  """The inverse of `to_dict` for any (nested) frozen-dataclass section, e.g. `Config`.
+
+  JSON lists become tuples again; a key the dataclass lacks is an error, and a field missing from
+  `data` keeps its default (so files written before a field existed still load).
+  """
+  hints = typing.get_type_hints(cls)
+  fields = {f.name for f in dataclasses.fields(cls)}
+  unknown = sorted(set(data) - fields)
+  if unknown:
+    raise ConfigError(f"{cls.__name__} has no field(s) {unknown}")
+  kwargs = {}
+  for name, value in data.items():
+    hint = hints[name]
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+      kwargs[name] = from_dict(hint, value)
+    else:
+      kwargs[name] = _deep_tuple(value) if isinstance(value, list) else value
+  return cls(**kwargs)

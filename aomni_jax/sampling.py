@@ -4,6 +4,10 @@ t runs over `linspace(t_start, 0, steps + 1)`; the model is evaluated at t_k and
 x ← x + (t_{k+1} − t_k)·v̂. With guidance, v̂ = v_u + s·(v_c − v_u) where the uncond branch has an
 all-zero cross-attention context, the same mask and the same low-level tokens.
 
+Inpainting (long-form windows): with `known` latents and a `known_mask`, the masked frames are
+replaced at every step by their value on the noise path at the current t,
+x_t = (1 − t)·known + t·ε, with the same initial noise ε; after the last step they equal `known`.
+
 The whole loop is one compiled `fori_loop`. The guidance scale, CFG rescale and noise are traced
 values, so a new scale or seed does not recompile; `steps` and the path choice are static.
 
@@ -78,41 +82,55 @@ def velocity_fn(dit: DiffusionTransformer, cond: DiTConditioning, *, guided: boo
   return v_plain
 
 
+def _inpaint(x, t, noise, known, known_mask):
+  if known is None:
+    return x
+  return jnp.where(known_mask, (1.0 - t) * known + t * noise, x).astype(x.dtype)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "steps", "guided", "cached_context"))
-def _sample(graphdef, state, noise, cond, scale, rescale, t_start, *, steps, guided,
-            cached_context):
+def _sample(graphdef, state, start, cond, scale, rescale, t_start, noise, known, known_mask, *,
+            steps, guided, cached_context):
   dit = nnx.merge(graphdef, state)
   velocity = velocity_fn(dit, cond, guided=guided, cached_context=cached_context)
   ts = jnp.linspace(t_start, 0.0, steps + 1, dtype=jnp.float32)
-  batch = noise.shape[0]
+  batch = start.shape[0]
 
   def step(k, x):
     t_cur, t_next = ts[k], ts[k + 1]
+    x = _inpaint(x, t_cur, noise, known, known_mask)
     v = velocity(x, jnp.full((batch,), t_cur, jnp.float32), scale, rescale)
     return (x + (t_next - t_cur) * v).astype(x.dtype)
 
-  return jax.lax.fori_loop(0, steps, step, noise)
+  return _inpaint(jax.lax.fori_loop(0, steps, step, start), 0.0, noise, known, known_mask)
 
 
 def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiTConditioning, *,
            steps: int, cfg_scale: float = 7.0, cfg_rescale: float = 0.0,
            cached_context: bool = True, init_latents: jax.Array | None = None,
-           init_noise_level: float = 1.0) -> jax.Array:
+           init_noise_level: float = 1.0, known: jax.Array | None = None,
+           known_mask: jax.Array | None = None) -> jax.Array:
   """Integrates the flow from noise [B, T, C] to latents [B, T, C].
 
   Guidance is used when the context is present and `cfg_scale != 1` (the official rule).
   `init_latents` gives the variation mode: start at (1 − σ)·init + σ·noise, t from σ to 0.
+  `known` [B, T, C] with `known_mask` [B, T, 1] (True = known) inpaints those frames.
   """
   if steps < 1:
     raise ValueError(f"steps must be >= 1, got {steps}")
+  if (known is None) != (known_mask is None):
+    raise ValueError("give both known and known_mask, or neither")
   guided = cond.cross_cond is not None and cfg_scale != 1.0
   if init_latents is None:
     start, sigma = noise, 1.0
   else:
     sigma = min(float(init_noise_level), 1.0)  # the official code clamps sigma_max to 1
     start = (1.0 - sigma) * init_latents + sigma * noise
+  if known_mask is not None:
+    known_mask = jnp.asarray(known_mask, bool)
   return _sample(graphdef, state, start, cond, jnp.float32(cfg_scale), jnp.float32(cfg_rescale),
-                 jnp.float32(sigma), steps=steps, guided=guided, cached_context=cached_context)
+                 jnp.float32(sigma), noise, known, known_mask, steps=steps, guided=guided,
+                 cached_context=cached_context)
 
 
 def generate_latents(graphdef: nnx.GraphDef, state: nnx.State, key: jax.Array,

@@ -1,20 +1,27 @@
-"""`aomni-convert CKPT OUT_DIR [--config SPEC] [--set k=v ...]`: official checkpoint → Orbax.
+"""`aomni-convert model.ckpt OUT [--qwen-processor DIR]`: official checkpoint → a model directory.
 
 Reads an official Audio-Omni checkpoint (`model.ckpt` or `.safetensors`), converts every
-component strictly (DiT, VAE, conditioner heads, Qwen thinker) and writes one Orbax checkpoint per
-component under OUT_DIR (`dit/`, `vae/`, `heads/`, `qwen/`). Components are read and written one
-at a time. Any missing, unexpected or mis-shaped key stops it with the full list.
+component strictly (DiT, VAE, conditioner heads, Qwen thinker), one at a time, and writes the
+self-contained model directory that `aomni-generate` loads (`inference.model_dir`): config.json,
+manifest.json, one Orbax checkpoint per component, and the Qwen tokenizer/processor files copied
+from DIR (a local Hugging Face Qwen2.5-Omni-3B folder; the official checkpoint lacks them). Any
+missing, unexpected or mis-shaped key stops it with the full list, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
-from aomni_jax.config import Config, ConfigError, load_config
-from aomni_jax.conversion.common import ConversionError, read_state_dict
-from aomni_jax.conversion.official import COMPONENTS, convert_official, save_component
+from etils import epath
+
+from aomni_jax.cli.errors import UserError, console
+from aomni_jax.config import Config, apply_overrides, load_config
+from aomni_jax.conversion.common import read_state_dict
+from aomni_jax.conversion.official import COMPONENTS, convert_official, qwen_config
+from aomni_jax.inference import model_dir
 
 
 def checkpoint_keys(path: str) -> list[str]:
@@ -26,38 +33,61 @@ def checkpoint_keys(path: str) -> list[str]:
   return list(read_state_dict(path))
 
 
+def with_thinker_architecture(cfg: Config, processor_dir: str | None) -> Config:
+  """A Qwen2.5-Omni folder's config.json describes the thinker unless qwen.path says otherwise."""
+  if cfg.model.qwen.path or not processor_dir:
+    return cfg
+  if not (epath.Path(processor_dir) / "config.json").exists():
+    return cfg  # the published 3B sizes (conversion.official.qwen_config)
+  qwen = dataclasses.replace(cfg.model.qwen, path=processor_dir)
+  return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, qwen=qwen))
+
+
+def convert(checkpoint: str, out_dir: str, cfg: Config, *, processor_dir: str | None = None,
+            skip: tuple[str, ...] = ()) -> list[str]:
+  """Converts and writes the model directory; returns the report lines."""
+  cfg = with_thinker_architecture(cfg, processor_dir)
+  thinker_cfg = None if "qwen" in skip else qwen_config(cfg.model)
+
+  def sink(component, arrays):
+    path = model_dir.save_component(out_dir, component, arrays,
+                                    config=thinker_cfg if component == "qwen" else None)
+    print(f"{component}: {len(arrays)} arrays → {path}", flush=True)
+
+  report = convert_official(lambda keys: read_state_dict(checkpoint, keys),
+                            checkpoint_keys(checkpoint), cfg.model, sink, skip=skip)
+  model_dir.save_model_dir(out_dir, cfg, {}, processor_dir=processor_dir,
+                           source=os.path.basename(checkpoint))
+  return report.lines()
+
+
+@console("aomni-convert")
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="aomni-convert", description=__doc__)
+  parser = argparse.ArgumentParser(prog="aomni-convert", description=__doc__.split("\n")[0])
   parser.add_argument("checkpoint", help="official model.ckpt / .pt / .safetensors")
-  parser.add_argument("out_dir", help="where the Orbax checkpoints go (one folder per component)")
+  parser.add_argument("out_dir", help="the model directory to write (a gs:// URI works)")
+  parser.add_argument("--qwen-processor", default=None, metavar="DIR",
+                      help="local Qwen2.5-Omni-3B folder: its tokenizer/processor files are "
+                           "copied (generation needs them) and its config.json gives the thinker")
   parser.add_argument("--config", default="",
                       help="configs/x.py[:arg] or an official model JSON (default: the real model)")
   parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                      help="config overrides, e.g. qwen.path=/models/Qwen2.5-Omni-3B")
+                      help="config overrides, e.g. sampling.steps=50")
   parser.add_argument("--skip", nargs="*", default=[], choices=COMPONENTS,
                       help="components to leave out (e.g. qwen for a checkpoint without it)")
   args = parser.parse_args(argv)
-  try:
-    cfg = load_config(args.config, args.set) if args.config else Config()
-  except ConfigError as error:
-    print(f"aomni-convert: bad config: {error}", file=sys.stderr)
-    return 2
+  cfg = load_config(args.config, args.set) if args.config else apply_overrides(Config(), args.set)
   if not os.path.exists(args.checkpoint):
-    print(f"aomni-convert: checkpoint {args.checkpoint!r} does not exist", file=sys.stderr)
-    return 2
-  os.makedirs(args.out_dir, exist_ok=True)
-
-  def sink(component, arrays):
-    print(f"{component}: {len(arrays)} arrays → {save_component(args.out_dir, component, arrays)}")
-
-  try:
-    report = convert_official(lambda keys: read_state_dict(args.checkpoint, keys),
-                              checkpoint_keys(args.checkpoint), cfg.model, sink, skip=args.skip)
-  except ConversionError as error:
-    print(f"aomni-convert: {error}", file=sys.stderr)
-    return 1
-  for line in report.lines():
+    raise UserError(f"checkpoint {args.checkpoint!r} does not exist")
+  if args.qwen_processor is not None and not epath.Path(args.qwen_processor).is_dir():
+    raise UserError(f"--qwen-processor {args.qwen_processor!r} is not a folder; pass the local "
+                    "Hugging Face Qwen2.5-Omni-3B folder")
+  for line in convert(args.checkpoint, args.out_dir, cfg, processor_dir=args.qwen_processor,
+                      skip=tuple(args.skip)):
     print(line)
+  if args.qwen_processor is None:
+    print("note: no --qwen-processor given, so the model directory has no tokenizer; "
+          "aomni-generate needs one (re-run with --qwen-processor DIR)")
   return 0
 
 

@@ -6,15 +6,15 @@ Components and their key prefixes:
   qwen   `conditioner.conditioners.omni_prompt.model.thinker.` → conversion.hf_qwen.convert_thinker
   heads  `conditioner.conditioners.*` (everything else)       → the rules below (ConditionerHeads)
 A key outside every prefix, a missing key or a mis-shaped one is an error; all problems of all
-components are reported together. Converted components are saved as Orbax checkpoints, one
-directory per component, so the 4.7 B-parameter checkpoint never sits in host memory twice.
+components are reported together. Components are converted and handed to a sink one at a time
+(`aomni-convert` saves each into the model directory, `inference.model_dir`), so the
+4.7 B-parameter checkpoint never sits in host memory twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import re
 from typing import Callable, Iterable, Mapping
 
@@ -249,49 +249,3 @@ def convert_official(read: Callable[[list[str]], Mapping[str, np.ndarray]], keys
   if problems:
     raise ConversionError("official checkpoint: conversion failed\n" + "\n".join(problems))
   return report
-
-
-# ---------------------------------------------------------------------------------------------
-# Orbax in and out.
-
-def to_nested(arrays: Mapping[Path, np.ndarray]) -> dict:
-  """Flat {path tuple: array} → nested dict with string keys (what Orbax stores)."""
-  out: dict = {}
-  for path, value in arrays.items():
-    node = out
-    for part in path[:-1]:
-      node = node.setdefault(str(part), {})
-    node[str(path[-1])] = value
-  return out
-
-
-def from_nested(tree: Mapping, prefix: Path = ()) -> dict[Path, np.ndarray]:
-  """The inverse of `to_nested`: digit keys become list indices again."""
-  out = {}
-  for key, value in tree.items():
-    path = prefix + (int(key) if key.isdigit() else key,)
-    if isinstance(value, Mapping):
-      out.update(from_nested(value, path))
-    else:
-      out[path] = np.asarray(value)
-  return out
-
-
-def save_component(out_dir: str, component: str, arrays: Mapping[Path, np.ndarray]) -> str:
-  """Writes one component as an Orbax StandardSave checkpoint under `out_dir/component`.
-
-  An existing checkpoint there is replaced.
-  """
-  import orbax.checkpoint as ocp
-  path = os.path.abspath(os.path.join(out_dir, component))
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(path, to_nested(arrays), force=True)
-  return path
-
-
-def load_component(out_dir: str, component: str) -> dict[Path, np.ndarray]:
-  """Reads back what `save_component` wrote, as {path tuple: array}."""
-  import orbax.checkpoint as ocp
-  with ocp.StandardCheckpointer() as checkpointer:
-    tree = checkpointer.restore(os.path.abspath(os.path.join(out_dir, component)))
-  return from_nested(tree)

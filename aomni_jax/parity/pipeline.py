@@ -25,7 +25,7 @@ from aomni_jax.models.conditioners import (ConditionerHeads, assemble, pack_qwen
 from aomni_jax.models.dit import DiTConditioning
 from aomni_jax.models.transcript import tokenize
 from aomni_jax.parity import CaseResult, compare, load_fixture, weights_path
-from aomni_jax.pipeline import (Pipeline, QwenPrompt, Request, build_inputs, from_state_dict,
+from aomni_jax.inference.pipeline import (Pipeline, QwenPrompt, Request, build_inputs, from_state_dict,
                                 postprocess_int16)
 from aomni_jax.sampling import sample, velocity_fn
 from aomni_jax.text import prompts

@@ -1,6 +1,6 @@
 """Periodic samples during training: fixed prompts and fixed edit inputs → wav + spectrogram PNG.
 
-Uses `aomni_jax.pipeline` with the EMA weights. The Qwen features are whatever training used: the
+Uses `aomni_jax.inference.pipeline` with the EMA weights. The Qwen features are whatever training used: the
 hashed stand-in (`features.hashed_text_features`) unless the batches carried real ones, in which
 case a Qwen feature callable can be passed.
 """
@@ -74,7 +74,7 @@ def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: str,
                      seed: int = 0) -> list[str]:
   """Generates the fixed prompts and edits with the EMA weights of `state` (a TrainState);
   returns the written wav paths."""
-  from aomni_jax import pipeline  # pylint: disable=g-import-not-at-top
+  from aomni_jax.inference import pipeline  # pylint: disable=g-import-not-at-top
   ema, buffers = jax.device_get((state.ema_params, state.buffers))
   heads = nnx.merge(spec.graphdefs["heads"], ema["heads"], buffers["heads"])
   dit = nnx.merge(spec.graphdefs["dit"], ema["dit"], buffers["dit"])

@@ -13,7 +13,7 @@ from aomni_jax.models.dit import DiffusionTransformer
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
 from aomni_jax.models.vae import OobleckVAE
 from aomni_jax.parity import pipeline as pipeline_parity
-from aomni_jax.pipeline import (Pipeline, QwenPrompt, Request, build_inputs, postprocess_int16,
+from aomni_jax.inference.pipeline import (Pipeline, QwenPrompt, Request, build_inputs, postprocess_int16,
                                 prepare_audio, qwen_prompt, thinker_features)
 
 CFG = MelConfig()

@@ -37,6 +37,8 @@ from aomni_jax.sampling import sample
 from aomni_jax.text import prompts
 
 VOICE_PROMPT_SECONDS = 6.0  # Gradio keeps the last 6 s of a voice prompt
+MAX_SECONDS = 600.0  # longest clip a request may ask for (long-form windows)
+VIDEO_TASKS = ("V2A", "V2M")
 _MAX_CHANNELS = 16  # more "channels" than this means the array is [samples, channels]
 
 
@@ -47,8 +49,9 @@ class Request:
   `prompt` is the description (T2A/T2M/V2A/V2M), the transcript to speak (TTS) or the sound to
   add/remove/extract (editing); Style Transfer uses `source`/`target`. `audio` ([samples] or
   [channels, samples] at `sample_rate`) is the editing source or the TTS voice prompt, whose
-  transcript is `reference_text`. `sync_features` ([240, 768]) and `video` (uint8 frames for Qwen)
-  come from the video of V2A/V2M.
+  transcript is `reference_text`. V2A/V2M take a `video` file (see `video_conditioning`) or,
+  from Python, precomputed `sync_features` ([240, 768]). `seconds` is the output duration
+  (None: one model window, untrimmed, as the official API; an edit: the source's duration).
   """
 
   task: str
@@ -59,7 +62,8 @@ class Request:
   sample_rate: int | None = None
   reference_text: str | None = None
   sync_features: np.ndarray | None = None
-  video: np.ndarray | None = None
+  video: str | None = None
+  seconds: float | None = None
 
   def __post_init__(self):
     if self.task not in prompts.GENERATION_TASKS + prompts.EDIT_TASKS:
@@ -67,6 +71,8 @@ class Request:
                        f"{prompts.GENERATION_TASKS + prompts.EDIT_TASKS}")
     if self.task in prompts.EDIT_TASKS and self.audio is None:
       raise ValueError(f"task {self.task!r} needs the source audio (Request.audio)")
+    if self.seconds is not None and not 0 < self.seconds <= MAX_SECONDS:
+      raise ValueError(f"seconds={self.seconds}: expected 0 < seconds <= {MAX_SECONDS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +109,11 @@ def thinker_features(thinker, processor, layer_idx: int = -2) -> QwenFeatures:
 # ---------------------------------------------------------------------------------------------
 # Input preparation (host side, numpy).
 
-def prepare_audio(audio: np.ndarray, sample_rate: int | None, cfg: MelConfig, *, name: str,
-                  keep_last_seconds: float | None = None) -> np.ndarray:
-  """Any audio → the mel path's input: mono, cfg.sample_rate, exactly cfg.num_samples samples.
+def resampled_mono(audio: np.ndarray, sample_rate: int | None, cfg: MelConfig, *,
+                   name: str) -> np.ndarray:
+  """Any audio → mono float32 at cfg.sample_rate, whole length (channels averaged, as the
+  official `wav.mean(0)`; other rates resampled).
 
-  Channels are averaged (the official `wav.mean(0)`), other rates are resampled, then the start
-  is kept (or the last `keep_last_seconds`, for voice prompts) and zeros pad the end.
   Raises ValueError naming `name` for empty, non-finite or mis-shaped audio.
   """
   a = np.asarray(audio)
@@ -127,7 +132,16 @@ def prepare_audio(audio: np.ndarray, sample_rate: int | None, cfg: MelConfig, *,
     raise ValueError(f"{name}: contains NaN or infinite samples")
   if sample_rate is None or sample_rate <= 0:
     raise ValueError(f"{name}: needs a positive sample_rate, got {sample_rate}")
-  mono = resample(a.astype(np.float32).mean(axis=0), int(sample_rate), cfg.sample_rate)
+  return resample(a.astype(np.float32).mean(axis=0), int(sample_rate), cfg.sample_rate)
+
+
+def prepare_audio(audio: np.ndarray, sample_rate: int | None, cfg: MelConfig, *, name: str,
+                  keep_last_seconds: float | None = None) -> np.ndarray:
+  """Any audio → the mel path's input: mono, cfg.sample_rate, exactly cfg.num_samples samples.
+
+  The start is kept (or the last `keep_last_seconds`, for voice prompts) and zeros pad the end.
+  """
+  mono = resampled_mono(audio, sample_rate, cfg, name=name)
   if keep_last_seconds is not None:
     mono = mono[-int(round(keep_last_seconds * cfg.sample_rate)):]
   out = np.zeros(cfg.num_samples, np.float32)
@@ -136,12 +150,23 @@ def prepare_audio(audio: np.ndarray, sample_rate: int | None, cfg: MelConfig, *,
   return out
 
 
+def video_conditioning(request: Request) -> tuple[np.ndarray, np.ndarray]:
+  """The one place where a V2A / V2M video file becomes (Qwen frames, Synchformer features).
+
+  Needs a video decoder and the `synchformer` model component, which this version lacks.
+  """
+  if request.video is None:
+    raise ValueError(f"{request.task} needs a video file (Request.video)")
+  from aomni_jax.cli.errors import UserError
+  raise UserError(f"{request.task} from a video file needs the video decoder and the "
+                  "'synchformer' model component, which this version does not have yet; "
+                  "use a text or editing task meanwhile")
+
+
 def qwen_prompt(request: Request) -> QwenPrompt:
-  """The Qwen prompt of one request (official `build_prompt`)."""
-  text = prompts.build_prompt(request.task, request.prompt, source=request.source,
-                              target=request.target)
-  video = request.video if request.task in ("V2A", "V2M") else None
-  return QwenPrompt(text, video)
+  """The Qwen prompt of one request (official `build_prompt`); text only (see video_conditioning)."""
+  return QwenPrompt(prompts.build_prompt(request.task, request.prompt, source=request.source,
+                                         target=request.target))
 
 
 def _transcript(request: Request) -> str | None:
@@ -174,19 +199,24 @@ def _sync(request: Request, cfg: ModelConfig) -> np.ndarray:
   return features
 
 
+def host_inputs(requests: Sequence[Request], cfg: ModelConfig) -> ConditionerInputs:
+  """The heads inputs that come from the host (numpy), Qwen features left out (None)."""
+  ids, has_text = tokenize([_transcript(r) for r in requests], cfg.transcript.seq_len)
+  return ConditionerInputs(
+      qwen_hidden=None, qwen_mask=None, transcript_ids=ids, has_transcript=has_text,
+      sync_features=np.stack([_sync(r, cfg) for r in requests]),
+      waveform=np.stack([_mel_audio(r, cfg.mel) for r in requests]),
+      is_tts=np.asarray([r.task == "TTS" for r in requests]))
+
+
 def build_inputs(requests: Sequence[Request], qwen_hidden: np.ndarray, qwen_mask: np.ndarray,
                  cfg: ModelConfig) -> ConditionerInputs:
   """One batch of heads inputs for any mix of tasks (the API's conditioning dicts, as arrays)."""
   if len(qwen_hidden) != len(requests) or len(qwen_mask) != len(requests):
     raise ValueError(f"Qwen features cover {len(qwen_hidden)} items, the batch has "
                      f"{len(requests)}")
-  ids, has_text = tokenize([_transcript(r) for r in requests], cfg.transcript.seq_len)
-  return ConditionerInputs(
-      qwen_hidden=jnp.asarray(qwen_hidden), qwen_mask=jnp.asarray(qwen_mask),
-      transcript_ids=jnp.asarray(ids), has_transcript=jnp.asarray(has_text),
-      sync_features=jnp.asarray(np.stack([_sync(r, cfg) for r in requests])),
-      waveform=jnp.asarray(np.stack([_mel_audio(r, cfg.mel) for r in requests])),
-      is_tts=jnp.asarray([r.task == "TTS" for r in requests]))
+  inputs = host_inputs(requests, cfg)._replace(qwen_hidden=qwen_hidden, qwen_mask=qwen_mask)
+  return jax.tree.map(jnp.asarray, inputs)
 
 
 def postprocess_int16(audio: np.ndarray) -> np.ndarray:
@@ -258,13 +288,19 @@ class Pipeline:
                        f"{np.shape(noise)}")
     hidden, mask = qwen([qwen_prompt(r) for r in requests]) if callable(qwen) else qwen
     cond = self.condition(build_inputs(requests, hidden, mask, self.cfg.model))
-    s = self.cfg.sampling
-    latents = sample(*self.dit, jnp.asarray(noise, jnp.float32), cond,
-                     steps=s.steps if steps is None else steps,
-                     cfg_scale=s.cfg_scale if cfg_scale is None else cfg_scale,
-                     cfg_rescale=s.cfg_rescale if cfg_rescale is None else cfg_rescale,
-                     cached_context=s.cached_context)
+    latents = self.sample(jnp.asarray(noise, jnp.float32), cond, steps=steps,
+                          cfg_scale=cfg_scale, cfg_rescale=cfg_rescale)
     return np.asarray(self.decode(latents))
+
+  def sample(self, noise: jax.Array, cond: DiTConditioning, *, steps: int | None = None,
+             cfg_scale: float | None = None, cfg_rescale: float | None = None,
+             known: jax.Array | None = None, known_mask: jax.Array | None = None) -> jax.Array:
+    """The Euler CFG sampler with `cfg.sampling` defaults; `known` frames are inpainted."""
+    s = self.cfg.sampling
+    return sample(*self.dit, noise, cond, steps=s.steps if steps is None else steps,
+                  cfg_scale=s.cfg_scale if cfg_scale is None else cfg_scale,
+                  cfg_rescale=s.cfg_rescale if cfg_rescale is None else cfg_rescale,
+                  cached_context=s.cached_context, known=known, known_mask=known_mask)
 
 
 def from_state_dict(state_dict, cfg: Config) -> Pipeline:
