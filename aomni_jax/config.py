@@ -140,6 +140,15 @@ class QwenConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModulesConfig:
+  """Which builder makes each trainable module (`aomni_jax.models.registry`): a registered name,
+  or `package.module:function` (imported on use), so a swapped module needs no fork."""
+
+  dit: str = "default"
+  heads: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """The whole Audio-Omni model: lengths and one section per network."""
 
@@ -152,6 +161,7 @@ class ModelConfig:
   sync: SyncConfig = SyncConfig()
   omni: OmniConfig = OmniConfig()
   qwen: QwenConfig = QwenConfig()
+  modules: ModulesConfig = ModulesConfig()
 
   @property
   def latent_length(self) -> int:
@@ -160,12 +170,17 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-  """Euler ODE sampler with classifier-free guidance (official_spec §7)."""
+  """ODE sampler with classifier-free guidance (official_spec §7; Euler on the linear grid)."""
 
   steps: int = 100
   cfg_scale: float = 7.0
   cfg_rescale: float = 0.0  # the official `scale_phi`
   cached_context: bool = True  # project context K/V once, skip the zero uncond cross-attention
+  solver: str = "euler"  # euler | heun | midpoint | dpmpp_2m (aomni_jax.solvers)
+  grid: str = "linear"  # linear | shifted | logit_normal
+  grid_shift: float = 3.0  # "shifted": t -> s·t / (1 + (s - 1)·t)
+  grid_mean: float = 0.0  # "logit_normal"
+  grid_std: float = 1.0  # "logit_normal"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,7 +280,7 @@ class Config:
 
 # Short aliases so that overrides read naturally: `dit.depth=2` for `model.dit.depth=2`.
 _ALIASES = {name: ("model", name) for name in ("dit", "vae", "transcript", "mel", "sync", "omni",
-                                                 "qwen")}
+                                                 "qwen", "modules")}
 
 
 class ConfigError(ValueError):
@@ -329,7 +344,11 @@ def validate(config: Config) -> Config:
                                ("flow.t_sampler", config.flow.t_sampler,
                                 ("uniform", "logit_normal")),
                                ("train.on_nonfinite", config.train.on_nonfinite,
-                                ("stop", "skip"))):
+                                ("stop", "skip")),
+                               ("sampling.solver", config.sampling.solver,
+                                ("euler", "heun", "midpoint", "dpmpp_2m")),
+                               ("sampling.grid", config.sampling.grid,
+                                ("linear", "shifted", "logit_normal"))):
     if value not in allowed:
       raise ConfigError(f"{name}={value!r}; expected one of {allowed}")
   if len(config.model.vae.c_mults) != len(config.model.vae.strides):

@@ -31,7 +31,9 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import ndtri
+from jax.scipy.special import ndtr, ndtri
+
+from aomni_jax.config import SamplingConfig
 
 # v(x, t) with a scalar t; guidance and inpainting are already applied inside.
 Field = Callable[[jax.Array, jax.Array], jax.Array]
@@ -59,18 +61,26 @@ class TimeGrid:
       raise ValueError(f"the logit-normal std must be > 0, got {self.std}")
 
 
+def _shift(t: jax.Array, s: float) -> jax.Array:
+  return s * t / (1.0 + (s - 1.0) * t)
+
+
 def time_grid(grid: TimeGrid, steps: int, t_start: jax.Array) -> jax.Array:
-  """`steps + 1` decreasing times from t_start to 0 (float32)."""
-  linear = jnp.linspace(t_start, 0.0, steps + 1, dtype=jnp.float32)
+  """`steps + 1` decreasing times from t_start to 0 (float32).
+
+  Each grid is a warp of a uniform grid; with t_start < 1 (variation mode) the uniform grid
+  starts where the warp gives t_start, so a partial run uses the same warp as a full one.
+  """
   if grid.kind == "linear":
-    return linear
+    return jnp.linspace(t_start, 0.0, steps + 1, dtype=jnp.float32)
   if grid.kind == "shifted":
-    return grid.shift * linear / (1.0 + (grid.shift - 1.0) * linear)
-  # Quantiles u ∈ (0, 1) of the logit-normal, pinned to exactly t_start and 0 at the ends.
-  u = jnp.linspace(1.0, 0.0, steps + 1, dtype=jnp.float32)
-  inner = jax.nn.sigmoid(grid.mean + grid.std * ndtri(jnp.clip(u, 1e-6, 1.0 - 1e-6)))
-  inner = inner * t_start
-  return inner.at[0].set(t_start).at[-1].set(0.0)
+    u_start = _shift(t_start, 1.0 / grid.shift)  # the inverse warp
+    return _shift(jnp.linspace(u_start, 0.0, steps + 1, dtype=jnp.float32), grid.shift)
+  # Quantiles u of the logit-normal, pinned to exactly t_start and 0 at the ends.
+  u_start = ndtr((jnp.log(t_start) - jnp.log1p(-t_start) - grid.mean) / grid.std)
+  u = jnp.linspace(u_start, 0.0, steps + 1, dtype=jnp.float32)
+  ts = jax.nn.sigmoid(grid.mean + grid.std * ndtri(jnp.clip(u, 1e-6, 1.0 - 1e-6)))
+  return ts.at[0].set(t_start).at[-1].set(0.0)
 
 
 def _euler(field: Field, k, x, carry, t_cur, t_next, t_prev):
@@ -143,3 +153,8 @@ def integrate(field: Field, start: jax.Array, ts: jax.Array, *, solver: str,
 
   x, _ = jax.lax.fori_loop(0, steps, step, (start, jnp.zeros_like(start)))
   return x
+
+
+def grid_from_config(cfg: SamplingConfig) -> TimeGrid:
+  """The time grid that `sampling.grid*` names."""
+  return TimeGrid(cfg.grid, shift=cfg.grid_shift, mean=cfg.grid_mean, std=cfg.grid_std)

@@ -30,6 +30,7 @@ from aomni_jax.config import Config
 from aomni_jax.inference import longform, model_dir, thinker as thinker_lib
 from aomni_jax.inference.pipeline import (VIDEO_TASKS, Pipeline, Request, host_inputs,
                                           qwen_prompt, resampled_mono, video_conditioning)
+from aomni_jax.models import registry
 from aomni_jax.models.conditioners import ConditionerHeads
 from aomni_jax.models.dit import DiffusionTransformer
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
@@ -118,8 +119,8 @@ class AudioOmni:
     tcfg = thinker_config(model_dir.component_config(directory, "qwen", ThinkerConfig), cfg)
     m = cfg.model
     factories: dict[str, Callable[[], nnx.Module]] = {
-        "heads": lambda: ConditionerHeads(m, rngs=nnx.Rngs(0)),
-        "dit": lambda: DiffusionTransformer(m.dit, rngs=nnx.Rngs(0)),
+        "heads": lambda: registry.build_heads(m, nnx.Rngs(0)),
+        "dit": lambda: registry.build_dit(m, nnx.Rngs(0)),
         "vae": lambda: OobleckVAE(m.vae, rngs=nnx.Rngs(0)),
         "qwen": lambda: Thinker(tcfg, rngs=nnx.Rngs(0))}
     modules = {}

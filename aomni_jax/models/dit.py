@@ -13,7 +13,7 @@ cross-attention entirely because its context is exactly zero (no biases on the c
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,11 @@ from aomni_jax.layers.remat import maybe_remat
 from aomni_jax.layers.rotary import apply_rotary, inverse_frequencies, rotary_cos_sin
 
 _ZEROS = jax.nn.initializers.zeros
+
+# attention(q [B,N,H,D], k [B,M,H,D], v, *, key_mask=None, kv_lengths=None) -> [B,N,H,D]; the
+# hook for a custom attention (examples/custom_attention.py). None: `dot_product_attention` with
+# `cfg.attention`. With cfg.attention="xla" a cross-attention mask arrives as `key_mask` [B, M].
+AttentionFn = Callable[..., jax.Array]
 
 
 class DiTConditioning(NamedTuple):
@@ -74,13 +79,21 @@ class CondMLP(nnx.Module):
     return self.fc2(jax.nn.silu(self.fc1(x)))
 
 
+def _attend(fn: AttentionFn | None, backend: str, q: jax.Array, k: jax.Array, v: jax.Array,
+            **masks) -> jax.Array:
+  if fn is None:
+    return dot_product_attention(q, k, v, backend=backend, **masks)
+  return fn(q, k, v, **masks)
+
+
 class SelfAttention(nnx.Module):
   """Fused qkv, partial rotary on q and k, unmasked attention, zero-initialised output."""
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
+    self.attention_fn = attention_fn
     self.qkv = Dense(d, 3 * d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
                      param_dtype=pdt)
     self.out = Dense(d, d, rngs=rngs, axes=("qkv", "embed"), use_bias=False, dtype=dt,
@@ -91,17 +104,18 @@ class SelfAttention(nnx.Module):
     q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3, self.num_heads, -1), 3, axis=2)
     q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]
     q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-    out = dot_product_attention(q, k, v, backend=self.backend)
+    out = _attend(self.attention_fn, self.backend, q, k, v)
     return self.out(checkpoint_name(out.reshape(b, n, -1), "attn_out"))
 
 
 class CrossAttention(nnx.Module):
   """Queries from the sequence, keys/values from the (projected) context; no rotary."""
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
+    self.attention_fn = attention_fn
     self.q = Dense(d, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
                    param_dtype=pdt)
     self.kv = Dense(d, 2 * d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
@@ -118,21 +132,21 @@ class CrossAttention(nnx.Module):
                kv_lengths: jax.Array | None) -> jax.Array:
     b, n, _ = x.shape
     q = self.q(x).reshape(b, n, self.num_heads, -1)
-    out = dot_product_attention(q, k, v, key_mask=key_mask, kv_lengths=kv_lengths,
-                                backend=self.backend)
+    out = _attend(self.attention_fn, self.backend, q, k, v, key_mask=key_mask,
+                  kv_lengths=kv_lengths)
     return self.out(checkpoint_name(out.reshape(b, n, -1), "cross_out"))
 
 
 class TransformerBlock(nnx.Module):
   """Pre-norm self-attention, cross-attention and SwiGLU feed-forward, each residual."""
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, pdt = cfg.embed_dim, _dtype(cfg.param_dtype)
     norm = lambda: LayerNorm(d, rngs=rngs, eps=cfg.norm_eps, bias="buffer", param_dtype=pdt)
     self.pre_norm = norm()
-    self.self_attn = SelfAttention(cfg, rngs=rngs)
+    self.self_attn = SelfAttention(cfg, rngs=rngs, attention_fn=attention_fn)
     self.cross_norm = norm()
-    self.cross_attn = CrossAttention(cfg, rngs=rngs)
+    self.cross_attn = CrossAttention(cfg, rngs=rngs, attention_fn=attention_fn)
     self.ff_norm = norm()
     self.ff = FusedSwiGLU(d, cfg.ff_inner_dim, rngs=rngs, dtype=_dtype(cfg.dtype),
                           param_dtype=pdt)
@@ -158,9 +172,13 @@ class TransformerBlock(nnx.Module):
 
 
 class DiffusionTransformer(nnx.Module):
-  """v̂(x_t, t | conditions) for rectified flow; x and v̂ are channels-last [B, T, C]."""
+  """v̂(x_t, t | conditions) for rectified flow; x and v̂ are channels-last [B, T, C].
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  `attention_fn` replaces the attention of every block (same parameters, so converted weights
+  still load); see `AttentionFn`.
+  """
+
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.cfg = cfg
     self.timestep_features = make_param(rngs, jax.nn.initializers.normal(0.5),
@@ -184,7 +202,7 @@ class DiffusionTransformer(nnx.Module):
     @nnx.split_rngs(splits=cfg.depth)
     @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
     def make_blocks(rngs: nnx.Rngs) -> TransformerBlock:
-      return TransformerBlock(cfg, rngs=rngs)
+      return TransformerBlock(cfg, rngs=rngs, attention_fn=attention_fn)
 
     self.blocks = make_blocks(rngs)
 
