@@ -290,18 +290,26 @@ class DiffusionTransformer(nnx.Module):
           k, v = block.cross_attn.project_kv(context.tokens)
         cross = (k, v, context.key_mask, context.kv_lengths)
       out = block(constrain(carry, ("batch", None, None)), cos, sin, cross, cross_rows)
-      return constrain(out, ("batch", None, None)), None
+      out = constrain(out, ("batch", None, None))
+      return out, out
 
     body = maybe_remat(body, self.cfg.remat, prevent_cse=not self.cfg.scan_layers)
-    if layers is not None:
-      for layer in layers:
-        h, _ = body(h, layer)
-      return h
     kv = (None, None) if context is None or context.k is None else (context.k, context.v)
-    if self.cfg.scan_layers:
-      h, _ = jax.lax.scan(body, h, (state, *kv))
-      return h
-    for i in range(self.cfg.depth):
-      layer = jax.tree.map(lambda a, i=i: a[i], (state, *kv))
-      h, _ = body(h, layer)
+    if layers is None and self.cfg.scan_layers:
+      h, hidden = jax.lax.scan(body, h, (state, *kv))
+    else:
+      if layers is None:
+        layers = [jax.tree.map(lambda a, i=i: a[i], (state, *kv)) for i in range(self.cfg.depth)]
+      hidden = []
+      for layer in layers:
+        h, out = body(h, layer)
+        hidden.append(out)
+    self._record_hidden(hidden)
     return h
+
+  def _record_hidden(self, hidden: jax.Array | list[jax.Array]) -> None:
+    """Under `nnx.capture(..., nnx.Intermediate)`, sows every block's output as `block_outputs`
+    [depth, B, prepended + latent tokens, d]; otherwise records nothing (and XLA drops it)."""
+    if getattr(self, "__captures__", None):
+      self.sow(nnx.Intermediate, "block_outputs",
+               jnp.stack(hidden) if isinstance(hidden, list) else hidden)
