@@ -30,8 +30,10 @@ def main(argv: list[str] | None = None) -> dict:
   parser.add_argument("--learning-rate", type=float, default=1e-3)
   args = parser.parse_args(argv)
   config = common.tiny_config()
-  # In practice: the DiT of a converted model directory (inference.model_dir.load_component).
-  dit_graphdef, dit_state = nnx.split(registry.build_dit(config.model, nnx.Rngs(0)))
+  # In practice the DiT of a converted model directory (inference.model_dir.load_component);
+  # here stand-in weights (a fresh DiT's zero-initialised outputs pass no gradient to the heads).
+  dit = common.stand_in_weights(registry.build_dit(config.model, nnx.Rngs(0)))
+  dit_graphdef, dit_state = nnx.split(dit)
   heads_graphdef, heads_params, heads_rest = nnx.split(
       registry.build_heads(config.model, nnx.Rngs(1)), nnx.Param, ...)
   tx = optax.adam(args.learning_rate)
@@ -51,16 +53,16 @@ def main(argv: list[str] | None = None) -> dict:
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  frozen_before = jax.tree.map(np.asarray, dit_state)
-  start = jax.tree.map(np.asarray, heads_params)
+  as_numpy = lambda state: jax.tree.map(np.asarray, nnx.to_pure_dict(state))
+  frozen_before, start = as_numpy(dit_state), as_numpy(heads_params)
   params, opt_state, losses = heads_params, tx.init(heads_params), []
   for i in range(args.steps):
     batch = common.stand_in_batch(config, 2, seed=i)
     params, opt_state, loss = step(params, opt_state, dit_state, batch, jax.random.key(i))
     losses.append(float(loss))
   print(f"heads-only losses: {[round(x, 4) for x in losses]}")
-  return {"losses": losses, "heads_before": start, "heads_after": jax.tree.map(np.asarray, params),
-          "dit_before": frozen_before, "dit_after": jax.tree.map(np.asarray, dit_state)}
+  return {"losses": losses, "heads_before": start, "heads_after": as_numpy(params),
+          "dit_before": frozen_before, "dit_after": as_numpy(dit_state)}
 
 
 if __name__ == "__main__":
