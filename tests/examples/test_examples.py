@@ -80,3 +80,19 @@ def test_import_path_builder_needs_no_registration():
   builder = registry.builder("dit", "examples.custom_attention:build_dit")
   from examples import custom_attention
   assert builder is custom_attention.build_dit
+
+
+def test_official_heads_load_into_the_new_head_strictly_refused_or_listed(tmp_path):
+  """docs/research.md §5: strict by default; strict=False names what was left at init."""
+  from aomni_jax.conversion.common import ConversionError
+  from aomni_jax.inference import model_dir
+  from examples import common, new_conditioner_head
+  model = common.tiny_config().model
+  official = registry.build_heads(model, nnx.Rngs(3))
+  model_dir.save_component(tmp_path, "heads", official)
+  factory = lambda: new_conditioner_head.build_heads(model, nnx.Rngs(0))
+  with pytest.raises(ConversionError, match="pooled_text"):
+    model_dir.load_component(tmp_path, "heads", factory)
+  heads, fresh = model_dir.load_component(tmp_path, "heads", factory, strict=False)
+  assert fresh == ["pooled_text/bias", "pooled_text/kernel"]
+  np.testing.assert_array_equal(heads.omni.proj.kernel[...], official.omni.proj.kernel[...])
