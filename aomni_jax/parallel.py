@@ -9,8 +9,10 @@ dropped for that dimension, so a tiny model still shards cleanly on a large mesh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 from typing import Any, Mapping
 
 import jax
@@ -19,6 +21,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from aomni_jax.cli.errors import UserError
 from aomni_jax.config import ConfigError, MeshConfig
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -29,35 +32,115 @@ _log = logging.getLogger(__name__)
 _warned_unknown: set[str] = set()
 
 
+# The launchers' hand-over (`aomni-launch gpu` sets all three); jax itself reads only the address.
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+
+
+class DistributedStartupError(UserError):
+  """The multi-process runtime was asked for (or detected) but could not start."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessGroup:
+  """Where this process belongs: the coordinator (process 0's host:port), the count and its id."""
+
+  coordinator_address: str
+  num_processes: int
+  process_id: int
+  source: str  # where the values came from, for error messages
+
+
+def requested_process_group(cfg: MeshConfig, environ: Mapping[str, str] | None = None
+                            ) -> ProcessGroup | None:
+  """The process group the config or a launcher asks for; None leaves detection to JAX.
+
+  The config wins over the environment. Half a description (an address without a count, a
+  count without an address) is an error: guessing would start independent single-process jobs.
+  """
+  environ = os.environ if environ is None else environ
+  if cfg.coordinator_address:
+    if cfg.num_processes < 1 or not 0 <= cfg.process_id < cfg.num_processes:
+      raise ConfigError("mesh.coordinator_address is set, so mesh.num_processes (>= 1) and "
+                        "mesh.process_id (0..num_processes-1) must be too; got "
+                        f"{cfg.num_processes}, {cfg.process_id}")
+    return ProcessGroup(cfg.coordinator_address, cfg.num_processes, cfg.process_id, "mesh config")
+  names = (ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID)
+  values = [environ.get(name, "") for name in names]
+  if not any(values[1:]):
+    return None  # an address alone is jax's own auto-detection input (e.g. SLURM + address)
+  if not all(values) or not values[1].isdigit() or not values[2].isdigit():
+    given = ", ".join(f"{n}={v!r}" for n, v in zip(names, values))
+    raise ConfigError(f"incomplete multi-process environment ({given}): set all three "
+                      f"(aomni-launch gpu does) or none")
+  group = ProcessGroup(values[0], int(values[1]), int(values[2]), "environment")
+  if not 0 <= group.process_id < group.num_processes:
+    raise ConfigError(f"{ENV_PROCESS_ID}={group.process_id} must be in 0..{group.num_processes - 1}"
+                      f" ({ENV_NUM_PROCESSES}={group.num_processes})")
+  return group
+
+
+def _first_line(err: BaseException) -> str:
+  text = str(err).strip()
+  return text.splitlines()[0] if text else type(err).__name__
+
+
+def _backend_started() -> bool:
+  # Private, but the only way to tell "too late to join a cluster" from a failed start-up.
+  from jax._src import xla_bridge
+  return xla_bridge.backends_are_initialized()
+
+
 def initialize_distributed(cfg: MeshConfig) -> bool:
   """Starts the multi-process JAX runtime when there is more than one process; call it first.
 
-  With `coordinator_address` set, the addresses come from the config (GPU clusters); otherwise JAX
-  auto-detects Cloud TPU / SLURM / Open MPI / Kubernetes. On a plain single host nothing is
-  detected and the run continues single-process. Returns whether the runtime is distributed.
+  The process group comes from the config, else from the launcher's environment
+  (`JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`, `JAX_PROCESS_ID`), else JAX auto-detects Cloud
+  TPU / SLURM / Open MPI / Kubernetes. A plain host is single-process. A start-up that was asked
+  for or detected and fails raises `DistributedStartupError`: falling back would train as many
+  independent jobs. `mesh.single_process` skips start-up, for single-process runs only.
+  Returns whether the runtime is distributed.
   """
   if jax.distributed.is_initialized():
     return True
+  group = requested_process_group(cfg)
+  if cfg.single_process:
+    if group is not None and group.num_processes > 1:
+      raise ConfigError(f"mesh.single_process is set, but the {group.source} asks for "
+                        f"{group.num_processes} processes; unset one of them")
+    return False
+  if group is not None and group.num_processes == 1:
+    return False
+  if _backend_started():
+    if group is not None:
+      raise DistributedStartupError(
+          f"JAX computed before its multi-process start-up (process {group.process_id} of "
+          f"{group.num_processes}); call parallel.initialize_distributed before any JAX call")
+    _log.warning("JAX already running: not looking for a multi-process cluster")
+    return False
   kwargs: dict[str, Any] = {"initialization_timeout": cfg.init_timeout_s}
-  if cfg.coordinator_address:
-    if cfg.num_processes < 1 or cfg.process_id < 0:
-      raise ConfigError("mesh.coordinator_address is set, so mesh.num_processes (>= 1) and "
-                        f"mesh.process_id (>= 0) must be too; got {cfg.num_processes}, "
-                        f"{cfg.process_id}")
-    kwargs.update(coordinator_address=cfg.coordinator_address, num_processes=cfg.num_processes,
-                  process_id=cfg.process_id)
+  if group is not None:
+    kwargs.update(coordinator_address=group.coordinator_address,
+                  num_processes=group.num_processes, process_id=group.process_id)
   try:
     jax.distributed.initialize(**kwargs)
-  except ValueError as err:  # no cluster environment detected: a single host
-    if cfg.coordinator_address:
-      raise
-    _log.info("single-process run (%s)", err)
+  except ValueError as err:  # jax found no cluster, or rejected what it was given
+    if group is not None or os.environ.get(ENV_COORDINATOR):
+      raise DistributedStartupError(f"multi-process start-up rejected its parameters: "
+                                    f"{_first_line(err)}") from err
+    _log.info("single-process run: no cluster detected (%s)", err)
     return False
-  except RuntimeError as err:  # JAX already started (e.g. a second run in one process)
-    if cfg.coordinator_address:
-      raise
-    _log.warning("not initialising multi-process JAX: %s", err)
-    return False
+  except Exception as err:  # coordinator unreachable, timeout, peers missing
+    where = (f"process {group.process_id} of {group.num_processes} (from the {group.source}) "
+             f"could not start or join the coordinator at {group.coordinator_address}" if group else
+             "JAX detected a cluster but could not join it")
+    raise DistributedStartupError(
+        f"multi-process start-up failed: {where} within {cfg.init_timeout_s}s: "
+        f"{_first_line(err)}. "
+        "Start every process (all hosts at once), check the coordinator is reachable and "
+        "its port open; set mesh.single_process=True only for a deliberately "
+        "single-process run") from err
   return True
 
 

@@ -4,7 +4,8 @@ JAX runs one process per host (it drives all local GPUs) or one per GPU. Either 
 calls `jax.distributed.initialize` with the same coordinator (process 0's host:port), the process
 count and its own id; this module hands those over as environment variables:
 `JAX_COORDINATOR_ADDRESS` and `JAX_LOCAL_DEVICE_IDS` (which jax reads itself) and
-`JAX_NUM_PROCESSES` / `JAX_PROCESS_ID` (which `aomni_jax.parallel` passes to it).
+`JAX_NUM_PROCESSES` / `JAX_PROCESS_ID`, which `aomni_jax.parallel.initialize_distributed` reads
+and passes to it (every aomni command that starts JAX calls it first), so the job needs no flags.
 Under SLURM or Open MPI none of this is needed: jax detects those launchers on its own.
 """
 
@@ -15,10 +16,13 @@ import ipaddress
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from typing import Mapping, Sequence
+
+from aomni_jax.cli.errors import UserError
 
 MODES = ("host", "gpu")  # one process per host, or one per GPU
 
@@ -35,7 +39,7 @@ DEFAULT_ENV = {
 _HOST_RE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?")
 
 
-class GpuLaunchError(ValueError):
+class GpuLaunchError(UserError, ValueError):
   """An inconsistent node/process description."""
 
 
@@ -104,6 +108,13 @@ def _is_loopback(host: str) -> bool:
     return False
 
 
+def local_coordinator() -> str:
+  """A free port on this host, for the processes of a one-node job to meet at."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
 def process_environments(job: GpuJob, base: Mapping[str, str] | None = None
                          ) -> list[dict[str, str]]:
   """The added environment of each process this node starts (local rank order)."""
@@ -137,31 +148,45 @@ def detect_gpu_count() -> int | None:
   return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def spawn(plan: Sequence[tuple[Mapping[str, str], Sequence[str]]], poll_s: float = 0.5) -> int:
-  """Starts every (added environment, argv) process and waits; the first failure stops the rest.
+def spawn(plan: Sequence[tuple[Mapping[str, str], Sequence[str]]], poll_s: float = 0.5,
+          stop_timeout_s: float = 300.0) -> int:
+  """Starts every (added environment, argv) process and waits; a failure or a stop ends them all.
 
-  A crashed process would leave its peers blocked in a collective forever, so the launcher
-  ends them (only the processes it started, by handle) and returns the failing exit code.
+  A crashed process would leave its peers blocked in a collective forever, so the launcher ends
+  them (only the processes it started, by handle) and returns the failing exit code. SIGTERM to
+  the launcher (a scheduler's preemption, `kill`) and Ctrl-C are passed on as SIGTERM, and the
+  processes get `stop_timeout_s` to checkpoint and exit before SIGKILL; the launcher then returns
+  their first non-zero exit code, or 0 when all stopped cleanly.
   """
   procs = [subprocess.Popen(list(argv), env={**os.environ, **env}) for env, argv in plan]
+  stop_requests: list[int] = []
+  previous = signal.signal(signal.SIGTERM, lambda signum, _: stop_requests.append(signum))
+  failed: list[int] = []
   try:
-    while True:
+    while not stop_requests:
       codes = [p.poll() for p in procs]
       failed = [c for c in codes if c not in (None, 0)]
       if failed or all(c == 0 for c in codes):
         break
       time.sleep(poll_s)
   except KeyboardInterrupt:
-    failed = [128 + signal.SIGINT]
-  for p in procs:
-    if p.poll() is None:
-      p.terminate()
-  for p in procs:
+    stop_requests.append(signal.SIGINT)
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  running = [p for p in procs if p.poll() is None]
+  if stop_requests and running:
+    print(f"launch: {signal.Signals(stop_requests[0]).name}: stopping {len(running)} "
+          f"process(es), up to {stop_timeout_s:.0f}s for them to save and exit", file=sys.stderr)
+  for p in running:
+    p.terminate()
+  for p in running:
     try:
-      p.wait(timeout=30)
+      p.wait(timeout=stop_timeout_s if stop_requests else 30)
     except subprocess.TimeoutExpired:
       p.kill()
       p.wait()
+  if stop_requests:
+    return next((p.returncode for p in procs if p.returncode != 0), 0)
   if failed:
     print(f"launch: a process exited with {failed[0]}; stopped the others", file=sys.stderr)
     return failed[0]

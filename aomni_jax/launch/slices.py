@@ -12,6 +12,8 @@ import dataclasses
 import math
 import re
 
+from aomni_jax.cli.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class Generation:
@@ -44,7 +46,7 @@ GENERATIONS: dict[str, Generation] = {g.name: g for g in (
 CHIPS_PER_HOST = 4  # every multi-host slice of these generations has 4 chips per VM
 
 
-class SliceError(ValueError):
+class SliceError(UserError, ValueError):
   """A TPU slice name or count that does not exist."""
 
 

@@ -72,6 +72,14 @@ ROWS = [
     ("aomni-train", ["--config", "{tmp}/list.json"], "expected a JSON object"),
     ("aomni-train", ["--config", "configs/tiny.py", "--set", "train.no_such_key=1"],
      "unknown config key 'no_such_key' in TrainConfig"),
+    # aomni-launch (every TPU validation error is in tests/launch/test_tpu.py)
+    ("aomni-launch", ["tpu", "launch"], "invalid choice: 'launch'"),
+    ("aomni-launch", ["tpu", "check", "--name", "a", "--zone", "us-east5-a", "--slice", "v5p-63",
+                      "--dry-run"], "TPU slice 'v5p-63' does not exist"),
+    ("aomni-launch", ["tpu", "logs", "--name", "a", "--zone", "us-east5-a", "--slice", "v4-32",
+                      "--run-name", "r", "--worker", "2-9", "--dry-run"], "[9] out of range"),
+    ("aomni-launch", ["gpu", "--nnodes", "2", "--gpus-per-node", "8", "--", "x"],
+     "need a coordinator"),
 ]
 
 

@@ -1,7 +1,11 @@
 """Multi-process GPU launch: per-process environment, validation, and the local spawner."""
 
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,6 +87,15 @@ def test_missing_command_and_gpu_count(monkeypatch):
     plan("--", "x")
 
 
+def test_one_node_per_gpu_gets_a_local_coordinator():
+  processes = plan("--gpus-per-node", "2", "--mode", "gpu", "--", "x")
+  addresses = {env["JAX_COORDINATOR_ADDRESS"] for env, _ in processes}
+  [address] = addresses
+  host, port = address.rsplit(":", 1)
+  assert host == "127.0.0.1" and 0 < int(port) < 65536
+  assert [env["JAX_PROCESS_ID"] for env, _ in processes] == ["0", "1"]
+
+
 def test_single_host_per_gpu_allows_loopback_coordinator():
   processes = plan("--gpus-per-node", "2", "--mode", "gpu", "--coordinator", "localhost:1234",
                    "--", "x")
@@ -100,16 +113,43 @@ def test_spawn_runs_every_process_and_stops_the_rest_on_failure(tmp_path):
   assert gpu.spawn(failing, poll_s=0.01) == 7  # returns promptly: the sleeper was terminated
 
 
+SAVER = """
+import os, signal, sys, time
+def save(*_):
+  open(sys.argv[1] + os.environ["JAX_PROCESS_ID"], "w").write("saved")
+  sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+open(sys.argv[1] + "ready" + os.environ["JAX_PROCESS_ID"], "w").close()
+while True:
+  time.sleep(0.05)
+"""
+
+
+def test_sigterm_to_the_launcher_reaches_every_process(tmp_path):
+  """A scheduler's SIGTERM stops the job the way `stop` does on TPUs: each process saves."""
+  (tmp_path / "saver.py").write_text(SAVER)
+  launcher = subprocess.Popen(
+      [sys.executable, "-m", "aomni_jax.cli.launch", "gpu", "--gpus-per-node", "2", "--mode",
+       "gpu", "--", sys.executable, str(tmp_path / "saver.py"), str(tmp_path / "out")],
+      env={**os.environ, "PYTHONPATH": str(cli.PROJECT_ROOT)}, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 60
+  while not all((tmp_path / f"outready{i}").exists() for i in range(2)):
+    assert time.monotonic() < deadline and launcher.poll() is None
+    time.sleep(0.05)
+  launcher.send_signal(signal.SIGTERM)
+  _, err = launcher.communicate(timeout=60)
+  assert launcher.returncode == 0, err  # both saved and exited cleanly
+  assert [(tmp_path / f"out{i}").read_text() for i in range(2)] == ["saved", "saved"]
+  assert "SIGTERM: stopping 2 process(es)" in err
+
+
 CHILD = """
-import socket
 import sys
 import jax
 from aomni_jax import parallel
 from aomni_jax.config import MeshConfig
-coordinator, count, index, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-parallel.initialize_distributed(MeshConfig(coordinator_address=coordinator,
-                                           num_processes=count, process_id=index))
-with open(out + str(index), "w") as f:
+assert parallel.initialize_distributed(MeshConfig())  # the launcher's environment, no flags
+with open(sys.argv[1] + str(jax.process_index()), "w") as f:
   f.write(f"{jax.process_index()} {jax.process_count()} {jax.device_count()}")
 """
 
@@ -125,6 +165,6 @@ def test_processes_form_one_jax_runtime(tmp_path, monkeypatch):
   monkeypatch.setenv("PYTHONPATH", str(cli.PROJECT_ROOT))
   code = cli.main(["gpu", "--gpus-per-node", "2", "--mode", "gpu", "--coordinator",
                    f"127.0.0.1:{port}", "--", sys.executable, str(tmp_path / "child.py"),
-                   "{coordinator}", "{num_processes}", "{process_id}", str(tmp_path / "out")])
+                   str(tmp_path / "out")])
   assert code == 0
   assert [(tmp_path / f"out{i}").read_text() for i in range(2)] == ["0 2 2", "1 2 2"]

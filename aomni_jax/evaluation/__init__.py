@@ -1,0 +1,1 @@
+"""Offline evaluation: embedding distances, label scores, ASR error rates and editing fidelity."""
