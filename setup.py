@@ -23,6 +23,7 @@ setup(
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.4,<0.13",
+        "etils[epath]>=1.7",  # every user path may be a gs:// URI
         "grain>=0.2.18",
         "array-record>=0.8.6",
         "transformers>=5.3",

@@ -8,8 +8,8 @@ context, the same mask and the same low-level tokens.
 
 Inpainting (long-form windows): with `known` latents and a `known_mask`, the masked frames are
 replaced at every step (and every intermediate solver point) by their value on the noise path at
-the current t, x_t = (1 − t)·known + t·ε, with the same initial noise ε; after the last step
-they equal `known`.
+the current t, x_t = (1 − t)·known + t·ε, with the same initial noise ε; the last step's
+output is not pasted back, so the known frames come out harmonised with the generated ones.
 
 The whole loop is one compiled `fori_loop`. The guidance scale, CFG rescale and noise are traced
 values, so a new scale or seed does not recompile; `steps`, the solver, the grid and the path
@@ -105,9 +105,8 @@ def _sample(graphdef, state, start, cond, scale, rescale, t_start, noise, known,
   def field(x, t):
     return velocity(inpaint(x, t), jnp.full((batch,), t, jnp.float32), scale, rescale)
 
-  x = integrate(field, start, time_grid(grid, steps, t_start), solver=solver,
-                before_step=inpaint)
-  return inpaint(x, 0.0)
+  return integrate(field, start, time_grid(grid, steps, t_start), solver=solver,
+                   before_step=inpaint)
 
 
 def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiTConditioning, *,

@@ -45,11 +45,13 @@ def parse_mesh(spec: str) -> MeshConfig:
 
 
 def build_mesh(spec: str | None):
-  """None with one local device; else a (data, fsdp, tensor) mesh over this host's devices."""
+  """A (data, fsdp, tensor) mesh over this host's devices (all of them unless every axis size
+  is given); None when that is a single device."""
+  cfg = parse_mesh(spec or "")
   devices = jax.local_devices()
-  if spec is None and len(devices) == 1:
-    return None
-  return parallel.make_mesh(parse_mesh(spec or ""), devices)
+  if -1 not in (cfg.data, cfg.fsdp, cfg.tensor):
+    devices = devices[:cfg.data * cfg.fsdp * cfg.tensor]
+  return None if len(devices) == 1 else parallel.make_mesh(cfg, devices)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
   many.add_argument("--manifest", help="JSONL of items (gs:// works)")
   many.add_argument("--out-dir", help="where the outputs and results.jsonl go (gs:// works)")
   many.add_argument("--batch-size", type=int, default=8, help="items per compiled batch")
-  p.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's)")
+  p.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's)")
   p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
   p.add_argument("--cfg-rescale", type=float, default=None)
   p.add_argument("--seed", type=int, default=0, help="seed (manifest item i: seed + i)")
@@ -85,8 +87,11 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--wav-format", default="pcm16", choices=tuple(outputs.WAV_FORMATS),
                  help="pcm16/pcm24 are peak-normalised like the official API; float is raw")
   p.add_argument("--spectrogram", action="store_true", help="also write a spectrogram png")
+  many.add_argument("--tensorboard", default=None, metavar="DIR",
+                    help="log clips/s and batch times to TensorBoard")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                 help="mesh.* overrides for multi-host start-up (e.g. mesh.coordinator_address)")
+                 help="mesh.* overrides for multi-host start-up (e.g. mesh.coordinator_address); "
+                      "sampling.* for the sampler (e.g. sampling.solver=heun sampling.grid=shifted)")
   return p
 
 
@@ -112,7 +117,7 @@ def _settings(args: argparse.Namespace) -> batch.Settings:
   return batch.Settings(batch_size=args.batch_size, seed=args.seed, steps=args.steps,
                         cfg_scale=args.cfg, cfg_rescale=args.cfg_rescale,
                         overlap_seconds=args.overlap, wav_format=args.wav_format,
-                        spectrogram=args.spectrogram)
+                        spectrogram=args.spectrogram, tensorboard=args.tensorboard)
 
 
 def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:
@@ -142,10 +147,12 @@ def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   _check(args)
-  if any(not item.startswith("mesh.") for item in args.set):
-    raise UserError(f"--set takes mesh.* overrides only, got {args.set}")
-  parallel.initialize_distributed(apply_overrides(Config(), args.set).mesh)
-  model = AudioOmni.load(args.checkpoint, mesh=build_mesh(args.mesh), dtype=args.dtype)
+  if any(not item.startswith(("mesh.", "sampling.")) for item in args.set):
+    raise UserError(f"--set takes mesh.* and sampling.* overrides only, got {args.set}")
+  mesh_set = [item for item in args.set if item.startswith("mesh.")]
+  parallel.initialize_distributed(apply_overrides(Config(), mesh_set).mesh)
+  model = AudioOmni.load(args.checkpoint, mesh=build_mesh(args.mesh), dtype=args.dtype,
+                         sampling=[item for item in args.set if item.startswith("sampling.")])
   if args.task is not None:
     generate_one(model, args)
     print(f"wrote {args.out}")

@@ -42,6 +42,7 @@ class Settings:
   overlap_seconds: float = 2.0
   wav_format: str = "pcm16"
   spectrogram: bool = False
+  tensorboard: str | None = None  # a folder for clips/s and batch times (tensorboardX)
 
   def sampling(self) -> dict[str, Any]:
     return {"steps": self.steps, "cfg_scale": self.cfg_scale, "cfg_rescale": self.cfg_rescale,
@@ -87,7 +88,8 @@ def sidecar(item: Item, model: AudioOmni, settings: Settings, audio_seconds: flo
   r, s = item.request, model.cfg.sampling
   return {
       "id": item.id, "status": "ok", "task": r.task, "prompt": r.prompt, "source": r.source,
-      "target": r.target, "reference_text": r.reference_text, "video": r.video,
+      "target": r.target, "reference_text": r.reference_text, "audio": item.audio_path,
+      "video": r.video,
       "seconds_requested": r.seconds, "duration_s": audio_seconds, "seed": item.seed,
       "steps": settings.steps or s.steps,
       "cfg_scale": s.cfg_scale if settings.cfg_scale is None else settings.cfg_scale,
@@ -108,17 +110,19 @@ class _Run:
     self.base_dir = manifest.parent
     self.specs = read_lines(manifest)
     self.results: dict[int, dict[str, Any]] = {}
-    ids = [item_id(spec, i) for i, spec in enumerate(self.specs)]
-    self.ids = ids
-    self.duplicates = {i for i in ids if ids.count(i) > 1}
+    self.ids = [item_id(spec, i) for i, spec in enumerate(self.specs)]
+    self.first_line: dict[str, int] = {}
+    for index, name in enumerate(self.ids):
+      self.first_line.setdefault(name, index)
 
   def parse(self, index: int) -> Item:
     spec = self.specs[index]
     if isinstance(spec, BadItem):
       raise spec
     item = parse_item(spec, index=index, base_seed=self.settings.seed, base_dir=self.base_dir)
-    if item.id in self.duplicates:
-      raise BadItem(f"duplicate id {item.id!r} (ids name the output files and must be unique)")
+    if self.first_line[item.id] != index:
+      raise BadItem(f"duplicate id {item.id!r}: line {self.first_line[item.id] + 1} has it "
+                    "(ids name the output files and must be unique)")
     return item
 
   def fail(self, index: int, error: BaseException) -> None:
@@ -175,6 +179,13 @@ class _Run:
     return path
 
 
+def _writer(logdir: str | None, host: int):
+  if not logdir:
+    return None
+  from tensorboardX import SummaryWriter
+  return SummaryWriter(str(epath.Path(logdir) / f"host{host}"))
+
+
 def _errors(results: dict[int, dict[str, Any]]) -> int:
   return sum(r["status"] == "error" for r in results.values())
 
@@ -197,11 +208,19 @@ def run_manifest(model: AudioOmni, manifest: str, out_dir: str, settings: Settin
   if pending:
     prompt_length = thinker_lib.bucket_length(max(lengths), model.cfg.model.omni.pad_length)
     bar = (progress or tqdm)(total=len(pending), unit="clip", desc="aomni-generate")
-    for batch in plan_batches(keys, settings.batch_size):
+    writer = _writer(settings.tensorboard, host)
+    for step, batch in enumerate(plan_batches(keys, settings.batch_size)):
+      batch_start = time.perf_counter()
       summary.done += run.generate([pending[i] for i in batch], prompt_length)
+      clips_per_s = summary.done / (time.perf_counter() - start)
       bar.update(len(batch))
-      bar.set_postfix(clips_per_s=f"{summary.done / (time.perf_counter() - start):.3f}")
+      bar.set_postfix(clips_per_s=f"{clips_per_s:.3f}")
+      if writer is not None:
+        writer.add_scalar("generate/clips_per_s", clips_per_s, step)
+        writer.add_scalar("generate/batch_s", time.perf_counter() - batch_start, step)
     bar.close()
+    if writer is not None:
+      writer.close()
   summary.seconds = time.perf_counter() - start
   summary.failed = _errors(run.results)
   if hosts == 1:

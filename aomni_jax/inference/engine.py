@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from aomni_jax import parallel
 from aomni_jax.cli.errors import UserError
-from aomni_jax.config import Config
+from aomni_jax.config import Config, apply_overrides
 from aomni_jax.inference import longform, model_dir, thinker as thinker_lib
 from aomni_jax.inference.pipeline import (VIDEO_TASKS, Pipeline, Request, host_inputs,
                                           qwen_prompt, resampled_mono, video_conditioning)
@@ -99,13 +99,14 @@ class AudioOmni:
   # Loading.
 
   @classmethod
-  def load(cls, directory: str, *, mesh: Mesh | None = None,
-           dtype: str = "bfloat16") -> "AudioOmni":
+  def load(cls, directory: str, *, mesh: Mesh | None = None, dtype: str = "bfloat16",
+           sampling: Sequence[str] = ()) -> "AudioOmni":
     """From a converted model directory (`aomni-convert` or a training export).
 
     With a mesh, every weight is restored straight into its sharding (`cfg.mesh.rules`).
+    `sampling`: `sampling.*=value` overrides of the directory's sampler defaults (solver, grid).
     """
-    cfg = with_dtype(model_dir.read_config(directory), dtype)
+    cfg = with_dtype(apply_overrides(model_dir.read_config(directory), sampling), dtype)
     missing = [c for c in ("dit", "heads", "vae", "qwen")
                if not model_dir.has_component(directory, c)]
     if missing:
@@ -124,11 +125,9 @@ class AudioOmni:
         "vae": lambda: OobleckVAE(m.vae, rngs=nnx.Rngs(0)),
         "qwen": lambda: Thinker(tcfg, rngs=nnx.Rngs(0))}
     modules = {}
+    shardings = (None if mesh is None else
+                 lambda state: parallel.state_shardings(state, mesh, cfg.mesh.rules))
     for name, factory in factories.items():
-      shardings = None
-      if mesh is not None:
-        abstract = nnx.state(nnx.eval_shape(factory))
-        shardings = parallel.state_shardings(abstract, mesh, cfg.mesh.rules)
       modules[name] = model_dir.load_component(directory, name, factory, shardings=shardings)
     tokenizer = thinker_lib.load_tokenizer(str(processor))
     return cls(cfg, modules["heads"], modules["dit"], modules["vae"], modules["qwen"], tokenizer,
@@ -136,8 +135,8 @@ class AudioOmni:
 
   @classmethod
   def from_state_dict(cls, state_dict, cfg: Config, thinker_cfg: ThinkerConfig, tokenizer: Any,
-                      *, dtype: str = "bfloat16") -> "AudioOmni":
-    """From an official state dict held in memory (thinker keys included), on one device."""
+                      *, mesh: Mesh | None = None, dtype: str = "bfloat16") -> "AudioOmni":
+    """From an official state dict held in memory (thinker keys included)."""
     from aomni_jax.conversion.common import build_loaded
     from aomni_jax.conversion.hf_qwen import convert_thinker
     from aomni_jax.conversion.official import THINKER_PREFIX
@@ -147,8 +146,10 @@ class AudioOmni:
     tcfg = thinker_config(thinker_cfg, cfg)
     thinker = build_loaded(lambda: Thinker(tcfg, rngs=nnx.Rngs(0)),
                            convert_thinker(state_dict, tcfg, prefix=THINKER_PREFIX))
-    return cls(cfg, *(nnx.merge(*part) for part in (pipe.heads, pipe.dit, pipe.vae)), thinker,
-               tokenizer, source="state dict")
+    modules = [nnx.merge(*part) for part in (pipe.heads, pipe.dit, pipe.vae)] + [thinker]
+    if mesh is not None:
+      modules = [_shard(module, mesh, cfg.mesh.rules) for module in modules]
+    return cls(cfg, *modules, tokenizer, mesh=mesh, source="state dict")
 
   # -------------------------------------------------------------------------------------------
   # Shapes and plans.
@@ -239,16 +240,17 @@ class AudioOmni:
                      steps: int | None = None, cfg_scale: float | None = None,
                      cfg_rescale: float | None = None,
                      overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                     on_stage: Callable[[str], None] | None = None) -> list[np.ndarray]:
+                     on_stage: Callable[[str, Any], None] | None = None) -> list[np.ndarray]:
     """One batch (requests sharing a `batch_key`), padded to `batch_size` with copies of the
     first so that every batch has the same shapes; returns the audio of the real requests.
 
-    `on_stage(name)` is called after each stage is dispatched (benchmarks time the stages).
+    `on_stage(name, output)` is called after each stage is dispatched (benchmarks block on the
+    output to time the stages).
     """
     if not requests or len(requests) > batch_size or len(seeds) != len(requests):
       raise ValueError(f"a batch holds 1..{batch_size} requests with one seed each, got "
                        f"{len(requests)} requests and {len(seeds)} seeds")
-    stage = on_stage or (lambda name: None)
+    stage = on_stage or (lambda name, output: None)
     fill = batch_size - len(requests)
     padded = list(requests) + [requests[0]] * fill
     seeds = list(seeds) + [seeds[0]] * fill
@@ -262,8 +264,9 @@ class AudioOmni:
                                    self._place(tokens.attention_mask),
                                    self._place(tokens.position_ids, batch_axis=1))
     hidden = _features(*self.thinker, thinker_inputs, m.omni.layer_idx)
-    stage("qwen")
-    sources = [self._edit_source(r) for r in padded]
+    stage("qwen", hidden)
+    sources = [self._edit_source(r) for r in requests]
+    sources += [sources[0]] * fill
     seed_array = self._place(np.asarray(seeds, np.uint32))
     shape = (m.latent_length, m.dit.io_channels)
     previous, windows = None, []
@@ -274,7 +277,7 @@ class AudioOmni:
       inputs = jax.tree.map(self._place, host)._replace(
           qwen_hidden=hidden, qwen_mask=thinker_inputs.attention_mask)
       cond = self.pipeline.condition(inputs)
-      stage("heads")
+      stage("heads", cond)
       noise = _noise(seed_array, jnp.uint32(k), shape)
       known = mask = None
       if previous is not None:
@@ -282,9 +285,9 @@ class AudioOmni:
         known, mask = self._place(known_np), self._place(mask_np)
       latents = self.pipeline.sample(noise, cond, steps=steps, cfg_scale=cfg_scale,
                                      cfg_rescale=cfg_rescale, known=known, known_mask=mask)
-      stage("sampler")
+      stage("sampler", latents)
       audio = self.pipeline.decode(latents)
-      stage("vae")
+      stage("vae", audio)
       if plans[0].count > 1:
         previous = np.asarray(latents)
       windows.append(np.asarray(audio))
@@ -308,6 +311,14 @@ class AudioOmni:
     return dataclasses.replace(request, audio=source[start:start + mel.num_samples]
                                if start < len(source) else np.zeros(1, np.float32),
                                sample_rate=mel.sample_rate)
+
+
+def _shard(module: nnx.Module, mesh: Mesh, rules) -> nnx.Module:
+  graphdef, state = nnx.split(module)
+  shardings = parallel.state_shardings(state, mesh, rules)
+  pure = jax.device_put(nnx.to_pure_dict(state), shardings)
+  nnx.replace_by_pure_dict(state, pure)
+  return nnx.merge(graphdef, state)
 
 
 def plan_batches(keys: Sequence[Any], batch_size: int | None) -> list[list[int]]:

@@ -40,6 +40,7 @@ class Item:
   id: str
   request: Request
   seed: int
+  audio_path: str | None = None  # as the user wrote it (for the sidecar)
 
 
 def task_name(name: Any) -> str:
@@ -124,4 +125,4 @@ def parse_item(spec: Mapping[str, Any], *, index: int, base_seed: int,
                       seconds=_seconds(spec))
   except ValueError as error:
     raise BadItem(str(error)) from error
-  return Item(item_id, request, seed)
+  return Item(item_id, request, seed, str(spec["audio"]) if spec.get("audio") else None)

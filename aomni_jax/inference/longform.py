@@ -4,9 +4,13 @@ A clip of N latent frames (window L, overlap O, hop H = L − O) is cut into win
 0, H, 2H, …. Window 0 is generated as usual; each later window is generated with its first O
 frames *known*: they are the last O frames of the previous window, and the sampler keeps them on
 the noise path of the same initial noise (rectified-flow inpainting, `sampling.sample(known=…)`),
-so the new frames are generated in context. Each window is decoded on its own and neighbours are
-joined over the overlap with an equal-power (cos/sin) crossfade, which hides the VAE decoder's
-edge effects. Shorter clips are one window, trimmed.
+so the new frames are generated in context (the known frames are not pasted back at the end: the
+model's own, harmonised version of them is kept, so a window has no seam of its own). Each window
+is decoded on its own and neighbours are joined over the overlap with an equal-power crossfade,
+which also hides the VAE decoder's edge effects. Its gains are cos/sin corrected for the
+correlation ρ of the two overlapping segments, cos θ·k and sin θ·k with k = 1/√(1 + ρ·sin 2θ),
+so the mix keeps the power for any ρ: plain cos/sin for unrelated audio, and no +3 dB bump for
+the near-identical audio that inpainting produces. Shorter clips are one window, trimmed.
 """
 
 from __future__ import annotations
@@ -56,10 +60,19 @@ def known_frames(previous: np.ndarray, plan: WindowPlan) -> tuple[np.ndarray, np
   return known, mask
 
 
-def equal_power_fades(length: int) -> tuple[np.ndarray, np.ndarray]:
-  """(fade out, fade in) with out² + in² = 1 at every sample."""
-  u = (np.arange(length, dtype=np.float64) + 0.5) / length
-  return np.cos(0.5 * np.pi * u).astype(np.float32), np.sin(0.5 * np.pi * u).astype(np.float32)
+def equal_power_fades(length: int, correlation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+  """(fade out, fade in) with out² + in² + 2ρ·out·in = 1: the mix of two segments of equal power
+  and correlation ρ keeps that power at every sample (ρ = 0: the usual cos/sin)."""
+  theta = 0.5 * np.pi * (np.arange(length, dtype=np.float64) + 0.5) / length
+  k = 1.0 / np.sqrt(1.0 + correlation * np.sin(2.0 * theta))
+  return (np.cos(theta) * k).astype(np.float32), (np.sin(theta) * k).astype(np.float32)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+  """Zero-lag correlation coefficient of two segments, clipped to [0, 1] (0 if one is silent)."""
+  norm = float(np.sqrt(np.sum(np.square(a, dtype=np.float64)) *
+                       np.sum(np.square(b, dtype=np.float64))))
+  return 0.0 if norm == 0.0 else float(np.clip(np.sum(a * b, dtype=np.float64) / norm, 0.0, 1.0))
 
 
 def join(windows: list[np.ndarray], plan: WindowPlan, ratio: int) -> np.ndarray:
@@ -67,9 +80,10 @@ def join(windows: list[np.ndarray], plan: WindowPlan, ratio: int) -> np.ndarray:
   if len(windows) != plan.count:
     raise ValueError(f"expected {plan.count} windows, got {len(windows)}")
   out = np.asarray(windows[0], np.float32)
-  fade_out, fade_in = equal_power_fades(plan.overlap * ratio)
   for k, window in enumerate(windows[1:], start=1):
     start, cross = plan.start(k) * ratio, plan.overlap * ratio
-    mixed = out[start:start + cross] * fade_out[:, None] + window[:cross] * fade_in[:, None]
+    tail, head = out[start:start + cross], np.asarray(window[:cross], np.float32)
+    fade_out, fade_in = equal_power_fades(cross, correlation(tail, head))
+    mixed = tail * fade_out[:, None] + head * fade_in[:, None]
     out = np.concatenate([out[:start], mixed, np.asarray(window[cross:], np.float32)])
   return out[:plan.num_samples]

@@ -291,7 +291,7 @@ def _stored_shapes(path: epath.Path) -> dict[str, tuple[tuple[int, ...], Any]]:
 
 def _sharding_of(shardings: Any, path: Path) -> jax.sharding.Sharding:
   if shardings is None:
-    return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   if isinstance(shardings, jax.sharding.Sharding):
     return shardings
   node = shardings
@@ -308,7 +308,8 @@ def load_component(directory: str | epath.Path, name: str,
 
   The module is built abstractly (nnx.eval_shape: no initialiser runs) and every array is read
   straight into its target sharding: `shardings` is one Sharding for all, a pure dict shaped like
-  the state (`parallel.state_shardings`), or None (the first device). `dtype` casts floating
+  the state (`parallel.state_shardings`), a function of the abstract nnx.State giving either, or
+  None (this process's first device). `dtype` casts floating
   arrays (e.g. "bfloat16" for a frozen tower). strict: any missing, unexpected or mis-shaped key
   raises one ConversionError listing all of them. strict=False builds the module for real, keeps
   what matches and returns `(module, keys left at their initial value)`.
@@ -323,6 +324,8 @@ def load_component(directory: str | epath.Path, name: str,
   stored = _stored_shapes(path)
   abstract = nnx.eval_shape(module_factory)
   graphdef, state = nnx.split(abstract)
+  if callable(shardings):
+    shardings = shardings(state)
   flat = [(tuple(p), var) for p, var in nnx.to_flat_state(state)]
   wanted = {_key(p): var for p, var in flat}
   problems = [f"missing: {name} checkpoint lacks {k} {tuple(wanted[k].shape)}"

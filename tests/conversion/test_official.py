@@ -1,15 +1,18 @@
-"""The whole-checkpoint converter: key set at the real size, strictness, Orbax round trip, CLI."""
+"""The whole-checkpoint converter: key set at the real size, strictness, model-dir round trip, CLI."""
 
 import json
 
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from aomni_jax.cli import convert as convert_cli
-from aomni_jax.config import ModelConfig
+from aomni_jax.config import ModelConfig, load_config
 from aomni_jax.conversion import official
 from aomni_jax.conversion.common import ConversionError
+from aomni_jax.inference import model_dir
+from aomni_jax.models.conditioners import ConditionerHeads
 from aomni_jax.parity.pipeline import config_from_manifest
 
 
@@ -79,13 +82,15 @@ def test_orbax_round_trip_and_qwen_routing(pipeline_fixture, tmp_path, monkeypat
 
   def sink(component, arrays):
     saved[component] = arrays
-    official.save_component(str(tmp_path), component, arrays)
+    model_dir.save_component(tmp_path, component, arrays)
 
   report = official.convert_official(lambda keys: {k: state[k] for k in keys}, state, cfg.model,
                                      sink)
   assert sum(report.converted.values()) == 308
   assert report.not_converted == {official.QWEN_UNAVAILABLE: [thinker_key]}
-  restored = official.load_component(str(tmp_path), "heads")
+  heads = model_dir.load_component(tmp_path, "heads", lambda: ConditionerHeads(
+      cfg.model, rngs=nnx.Rngs(0)))
+  restored = model_dir.flat_params(heads)
   assert restored.keys() == saved["heads"].keys()
   for path, value in saved["heads"].items():
     np.testing.assert_array_equal(restored[path], value)
@@ -105,8 +110,9 @@ def test_cli_converts_a_checkpoint_without_qwen(golden_dir, tmp_path, capsys):
   config.write_text(CONFIG)
   spec = f"{config}:{golden_dir / 'pipeline' / 'manifest.json'}"
   weights = str(golden_dir / "pipeline" / "weights.safetensors")
-  assert convert_cli.main([weights, str(tmp_path / "out"), "--config", spec]) == 1
+  assert convert_cli.main([weights, str(tmp_path / "out"), "--config", spec]) == 2
   error = capsys.readouterr().err  # strict: the thinker is missing, nothing gets written
+  assert error.startswith("aomni-convert: ")
   assert "missing qwen key: " + official.THINKER_PREFIX in error
   assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
   assert convert_cli.main([weights, str(tmp_path / "out"), "--config", spec,
@@ -114,12 +120,23 @@ def test_cli_converts_a_checkpoint_without_qwen(golden_dir, tmp_path, capsys):
   printed = capsys.readouterr().out
   for line in ("dit: 44 keys converted", "vae: 225 keys converted", "heads: 39 keys converted"):
     assert line in printed  # 308 keys in all
-  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dit", "heads", "vae"]
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+      "config.json", "dit", "heads", "manifest.json", "vae"]
+  assert model_dir.read_config(tmp_path / "out") == load_config(spec)
+  manifest = model_dir.read_manifest(tmp_path / "out")
+  assert manifest["source"] == "weights.safetensors"
+  assert manifest["components"]["dit"]["params"] == sum(  # rotary inv_freq is recomputed
+      int(np.prod(np.shape(v))) for k, v in load_file(weights).items()
+      if k.startswith("model.model.") and not k.endswith("inv_freq"))
 
 
 def test_cli_reports_bad_inputs(tmp_path, capsys):
   assert convert_cli.main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out")]) == 2
+  assert "does not exist" in capsys.readouterr().err
   bogus = tmp_path / "bogus.safetensors"
   save_file({"model.model.unknown": np.zeros(2, np.float32)}, str(bogus))
-  assert convert_cli.main([str(bogus), str(tmp_path / "out")]) == 1
+  assert convert_cli.main([str(bogus), str(tmp_path / "out")]) == 2
   assert "model.model.unknown" in capsys.readouterr().err
+  assert convert_cli.main([str(bogus), str(tmp_path / "out"), "--qwen-processor",
+                           str(tmp_path / "nowhere")]) == 2
+  assert "is not a folder" in capsys.readouterr().err

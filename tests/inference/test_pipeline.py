@@ -75,7 +75,7 @@ def test_bad_audio_is_rejected_by_name(audio, rate, match):
 
 
 def _abstract_pipeline() -> Pipeline:
-  cfg = load_config(str(pathlib.Path(__file__).parents[1] / "configs" / "tiny.py"))
+  cfg = load_config(str(pathlib.Path(__file__).parents[2] / "configs" / "tiny.py"))
   m = cfg.model
   return Pipeline(cfg, *(nnx.eval_shape(lambda c=c, a=a: c(a, rngs=nnx.Rngs(0)))
                          for c, a in ((ConditionerHeads, m), (DiffusionTransformer, m.dit),
