@@ -5,9 +5,11 @@ parameter-free change, so the swapped DiT has the same weights as the official o
 checkpoints load into it strictly, and only the builder name changes in the config:
 
   python -m examples.custom_attention
-  aomni-train --config configs/tiny.py --set modules.dit=examples.custom_attention:build_dit
+  PYTHONPATH=. aomni-train --config configs/tiny.py \
+      --set modules.dit=examples.custom_attention:build_dit
 
-(the second form needs no registration: `module:function` is imported on use).
+(the second form needs no registration: `module:function` is imported on use, so the module
+must be importable — here from the repository root).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ masked mean of the Qwen features through a zero-initialised projection. It is re
 heads builder, so the normal train step trains it, checkpoints hold it and inference builds it:
 
   python -m examples.new_conditioner_head
-  aomni-train --config configs/tiny.py --set modules.heads=examples.new_conditioner_head:build_heads
+  PYTHONPATH=. aomni-train --config configs/tiny.py \
+      --set modules.heads=examples.new_conditioner_head:build_heads
 """
 
 from __future__ import annotations
