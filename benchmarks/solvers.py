@@ -105,6 +105,8 @@ def main() -> None:
   parser.add_argument("--clips", type=int, default=2)
   parser.add_argument("--cfg-scale", type=float, default=7.0)
   parser.add_argument("--train-steps", type=int, default=300, help="--tiny only")
+  parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"),
+                      help="full size only: parameters and compute (bf16 as deployed)")
   args = parser.parse_args()
 
   if args.tiny:
@@ -114,9 +116,9 @@ def main() -> None:
   else:
     shape = dit_bench.FULL
     cfg = dataclasses.replace(load_config(str(ROOT / "configs" / "audio_omni.py")).model.dit,
-                              dtype="bfloat16")
+                              dtype=args.dtype, param_dtype=args.dtype, attention="auto")
     graphdef, state = dit_bench.random_params(cfg)
-    model = "full-size DiT (3.04 B), random weights, bf16"
+    model = f"full-size DiT (3.04 B), random weights, {args.dtype}"
   cond = dit_bench.conditioning(jax.random.key(7), args.clips, shape, cfg)
   noise = jax.random.normal(jax.random.key(8), (args.clips, shape["latent"], cfg.io_channels))
 
@@ -135,7 +137,7 @@ def main() -> None:
         rows.append(dict(what=f"{solver}/{grid}@{steps}", solver=solver, grid=grid, steps=steps,
                          evals=evals, rmse=rmse, relative_rmse=rmse / scale,
                          summary=f"{solver} {grid} {steps} steps ({evals} evals): RMSE {rmse:.3e}"))
-        print(rows[-1]["summary"])
+        print(rows[-1]["summary"], flush=True)
 
   print(f"\n| solver | grid | " + " | ".join(f"{s} steps" for s in args.steps) + " |")
   print("|---|---|" + "---|" * len(args.steps))
