@@ -132,6 +132,7 @@ EVALS_PER_STEP = {"euler": 1, "heun": 2, "midpoint": 2, "dpmpp_2m": 1}
 
 
 def check_solver(name: str) -> StepFn:
+  """The step function of `name`; an unknown name is refused with the known ones listed."""
   if name not in SOLVERS:
     raise ValueError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
   return SOLVERS[name]
