@@ -139,7 +139,7 @@ def main() -> None:
                          summary=f"{solver} {grid} {steps} steps ({evals} evals): RMSE {rmse:.3e}"))
         print(rows[-1]["summary"], flush=True)
 
-  print(f"\n| solver | grid | " + " | ".join(f"{s} steps" for s in args.steps) + " |")
+  print("\n| solver | grid | " + " | ".join(f"{s} steps" for s in args.steps) + " |")
   print("|---|---|" + "---|" * len(args.steps))
   for grid in args.grids:
     for solver in args.solvers:
