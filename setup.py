@@ -52,6 +52,8 @@ setup(
         "tpu": ["jax[tpu]==0.10.2", *GCS],
         # `tensorboard --logdir <workdir>/tensorboard`; the runs write with tensorboardX.
         "tensorboard": ["tensorboard>=2.16"],
+        # `pdoc aomni_jax -o docs/api`: the API reference from the docstrings.
+        "docs": ["pdoc>=14"],
     },
     entry_points={
         "console_scripts": [

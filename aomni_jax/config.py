@@ -177,6 +177,15 @@ class QwenConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModulesConfig:
+  """Which builder makes each trainable module (`aomni_jax.models.registry`): a registered name,
+  or `package.module:function` (imported on use), so a swapped module needs no fork."""
+
+  dit: str = "default"
+  heads: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """The whole Audio-Omni model: lengths and one section per network."""
 
@@ -190,6 +199,7 @@ class ModelConfig:
   synchformer: SynchformerConfig = SynchformerConfig()
   omni: OmniConfig = OmniConfig()
   qwen: QwenConfig = QwenConfig()
+  modules: ModulesConfig = ModulesConfig()
 
   @property
   def latent_length(self) -> int:
@@ -198,12 +208,17 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-  """Euler ODE sampler with classifier-free guidance (official_spec §7)."""
+  """ODE sampler with classifier-free guidance (official_spec §7; Euler on the linear grid)."""
 
   steps: int = 100
   cfg_scale: float = 7.0
   cfg_rescale: float = 0.0  # the official `scale_phi`
   cached_context: bool = True  # project context K/V once, skip the zero uncond cross-attention
+  solver: str = "euler"  # euler | heun | midpoint | dpmpp_2m (aomni_jax.solvers)
+  grid: str = "linear"  # linear | shifted | logit_normal
+  grid_shift: float = 3.0  # "shifted": t -> s·t / (1 + (s - 1)·t)
+  grid_mean: float = 0.0  # "logit_normal"
+  grid_std: float = 1.0  # "logit_normal"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,7 +375,7 @@ class Config:
 
 # Short aliases so that overrides read naturally: `dit.depth=2` for `model.dit.depth=2`.
 _ALIASES = {name: ("model", name) for name in ("dit", "vae", "transcript", "mel", "sync",
-                                                 "synchformer", "omni", "qwen")}
+                                                 "synchformer", "omni", "qwen", "modules")}
 
 
 class ConfigError(ValueError):
@@ -427,7 +442,11 @@ def validate(config: Config) -> Config:
                                 ("stop", "skip")),
                                ("kind", config.kind, ("dit", "vae")),
                                ("autoencoder.stft_stereo", config.autoencoder.stft_stereo,
-                                ("sum_difference", "channels"))):
+                                ("sum_difference", "channels")),
+                               ("sampling.solver", config.sampling.solver,
+                                ("euler", "heun", "midpoint", "dpmpp_2m")),
+                               ("sampling.grid", config.sampling.grid,
+                                ("linear", "shifted", "logit_normal"))):
     if value not in allowed:
       raise ConfigError(f"{name}={value!r}; expected one of {allowed}")
   if len(config.model.vae.c_mults) != len(config.model.vae.strides):

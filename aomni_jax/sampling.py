@@ -1,15 +1,19 @@
-"""Euler ODE sampler for rectified flow with classifier-free guidance (official_spec §7).
+"""ODE sampler for rectified flow with classifier-free guidance (official_spec §7).
 
-t runs over `linspace(t_start, 0, steps + 1)`; the model is evaluated at t_k and the update is
-x ← x + (t_{k+1} − t_k)·v̂. With guidance, v̂ = v_u + s·(v_c − v_u) where the uncond branch has an
-all-zero cross-attention context, the same mask and the same low-level tokens.
+By default (the official sampler) t runs over `linspace(t_start, 0, steps + 1)`; the model is
+evaluated at t_k and the Euler update is x ← x + (t_{k+1} − t_k)·v̂. Other solvers (Heun,
+midpoint, DPM-Solver++(2M)) and time grids (shifted, logit-normal) are in `aomni_jax.solvers`.
+With guidance, v̂ = v_u + s·(v_c − v_u) where the uncond branch has an all-zero cross-attention
+context, the same mask and the same low-level tokens.
 
 Inpainting (long-form windows): with `known` latents and a `known_mask`, the masked frames are
-replaced at every step by their value on the noise path at the current t,
-x_t = (1 − t)·known + t·ε, with the same initial noise ε; after the last step they equal `known`.
+replaced at every step (and every intermediate solver point) by their value on the noise path at
+the current t, x_t = (1 − t)·known + t·ε, with the same initial noise ε; the last step's
+output is not pasted back, so the known frames come out harmonised with the generated ones.
 
 The whole loop is one compiled `fori_loop`. The guidance scale, CFG rescale and noise are traced
-values, so a new scale or seed does not recompile; `steps` and the path choice are static.
+values, so a new scale or seed does not recompile; `steps`, the solver, the grid and the path
+choice are static.
 
 Two paths compute the same thing:
   * plain: every step runs the DiT on the doubled batch [cond; uncond] with the context projected
@@ -29,6 +33,7 @@ from flax import nnx
 
 from aomni_jax import parallel
 from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
+from aomni_jax.solvers import TimeGrid, check_solver, integrate, time_grid
 
 
 def combine_guidance(v_cond: jax.Array, v_uncond: jax.Array, scale: jax.Array,
@@ -89,39 +94,40 @@ def _inpaint(x, t, noise, known, known_mask):
   return jnp.where(known_mask, (1.0 - t) * known + t * noise, x).astype(x.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "steps", "guided", "cached_context"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "steps", "guided", "cached_context",
+                                             "solver", "grid"))
 def _sample(graphdef, state, start, cond, scale, rescale, t_start, noise, known, known_mask, *,
-            steps, guided, cached_context):
+            steps, guided, cached_context, solver, grid):
   dit = nnx.merge(graphdef, state)
   velocity = velocity_fn(dit, cond, guided=guided, cached_context=cached_context)
-  ts = jnp.linspace(t_start, 0.0, steps + 1, dtype=jnp.float32)
   batch = start.shape[0]
+  inpaint = lambda x, t: _inpaint(x, t, noise, known, known_mask)
 
-  def step(k, x):
-    t_cur, t_next = ts[k], ts[k + 1]
-    x = _inpaint(x, t_cur, noise, known, known_mask)
-    v = velocity(x, jnp.full((batch,), t_cur, jnp.float32), scale, rescale)
-    return (x + (t_next - t_cur) * v).astype(x.dtype)
+  def field(x, t):
+    return velocity(inpaint(x, t), jnp.full((batch,), t, jnp.float32), scale, rescale)
 
-  return jax.lax.fori_loop(0, steps, step, start)
+  return integrate(field, start, time_grid(grid, steps, t_start), solver=solver,
+                   before_step=inpaint)
 
 
 def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiTConditioning, *,
            steps: int, cfg_scale: float = 7.0, cfg_rescale: float = 0.0,
            cached_context: bool = True, init_latents: jax.Array | None = None,
            init_noise_level: float = 1.0, known: jax.Array | None = None,
-           known_mask: jax.Array | None = None,
-           mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+           known_mask: jax.Array | None = None, solver: str = "euler",
+           grid: TimeGrid = TimeGrid(), mesh: jax.sharding.Mesh | None = None) -> jax.Array:
   """Integrates the flow from noise [B, T, C] to latents [B, T, C].
 
   Guidance is used when the context is present and `cfg_scale != 1` (the official rule).
   `init_latents` gives the variation mode: start at (1 − σ)·init + σ·noise, t from σ to 0.
   `known` [B, T, C] with `known_mask` [B, T, 1] (True = known) inpaints those frames.
+  `solver` and `grid`: see `aomni_jax.solvers` (Euler on the linear grid is the official one).
   `mesh`: the mesh the inputs are sharded over; the loop traces under it (splash needs it).
   Without one, the current mesh (`parallel.mesh_context` around the call) is used, if any.
   """
   if steps < 1:
     raise ValueError(f"steps must be >= 1, got {steps}")
+  check_solver(solver)
   if (known is None) != (known_mask is None):
     raise ValueError("give both known and known_mask, or neither")
   guided = cond.cross_cond is not None and cfg_scale != 1.0
@@ -135,7 +141,8 @@ def sample(graphdef: nnx.GraphDef, state: nnx.State, noise: jax.Array, cond: DiT
   with parallel.mesh_context(mesh):
     return _sample(graphdef, state, start, cond, jnp.float32(cfg_scale),
                    jnp.float32(cfg_rescale), jnp.float32(sigma), noise, known, known_mask,
-                   steps=steps, guided=guided, cached_context=cached_context)
+                   steps=steps, guided=guided, cached_context=cached_context, solver=solver,
+                   grid=grid)
 
 
 def generate_latents(graphdef: nnx.GraphDef, state: nnx.State, key: jax.Array,

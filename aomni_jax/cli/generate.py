@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
   many.add_argument("--manifest", help="JSONL of items (gs:// works)")
   many.add_argument("--out-dir", help="where the outputs and results.jsonl go (gs:// works)")
   many.add_argument("--batch-size", type=int, default=8, help="items per compiled batch")
-  p.add_argument("--steps", type=int, default=None, help="Euler steps (default: the model's)")
+  p.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's)")
   p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
   p.add_argument("--cfg-rescale", type=float, default=None)
   p.add_argument("--seed", type=int, default=0, help="seed (manifest item i: seed + i)")
@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
   many.add_argument("--tensorboard", default=None, metavar="DIR",
                     help="log clips/s and batch times to TensorBoard")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                 help="mesh.* overrides for multi-host start-up (e.g. mesh.coordinator_address)")
+                 help="mesh.* overrides for multi-host start-up (e.g. mesh.coordinator_address); "
+                      "sampling.* for the sampler (e.g. sampling.solver=heun sampling.grid=shifted)")
   return p
 
 
@@ -155,10 +156,12 @@ def generate_one(model: AudioOmni, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(argv)
   _check(args)
-  if any(not item.startswith("mesh.") for item in args.set):
-    raise UserError(f"--set takes mesh.* overrides only, got {args.set}")
-  parallel.initialize_distributed(apply_overrides(Config(), args.set).mesh)
-  model = AudioOmni.load(args.checkpoint, mesh=build_mesh(args.mesh), dtype=args.dtype)
+  if any(not item.startswith(("mesh.", "sampling.")) for item in args.set):
+    raise UserError(f"--set takes mesh.* and sampling.* overrides only, got {args.set}")
+  mesh_set = [item for item in args.set if item.startswith("mesh.")]
+  parallel.initialize_distributed(apply_overrides(Config(), mesh_set).mesh)
+  model = AudioOmni.load(args.checkpoint, mesh=build_mesh(args.mesh), dtype=args.dtype,
+                         sampling=[item for item in args.set if item.startswith("sampling.")])
   if args.task is not None:
     generate_one(model, args)
     print(f"wrote {args.out}")

@@ -1,4 +1,4 @@
-"""`aomni-sample`: smoke-run the jitted Euler/CFG sampler and report what happened.
+"""`aomni-sample`: smoke-run the jitted ODE/CFG sampler and report what happened.
 
 It builds the configured DiT with random weights and random conditioning and never loads trained
 weights: it shows the compiled sampler end to end (compile time, step time, latent statistics) on
@@ -19,8 +19,10 @@ from flax import nnx
 from aomni_jax.cli import logs
 from aomni_jax.cli.errors import ArgumentParser, UserError, console
 from aomni_jax.config import load_config
-from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
+from aomni_jax.models import registry
+from aomni_jax.models.dit import DiTConditioning
 from aomni_jax.sampling import sample
+from aomni_jax.solvers import grid_from_config
 
 
 def random_conditioning(cfg, key: jax.Array, batch: int) -> DiTConditioning:
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
   cfg = load_config(args.config, args.set)
   steps = args.steps or cfg.sampling.steps
   scale = cfg.sampling.cfg_scale if args.cfg_scale is None else args.cfg_scale
-  model = DiffusionTransformer(cfg.model.dit, rngs=nnx.Rngs(args.seed))
+  model = registry.build_dit(cfg.model, nnx.Rngs(args.seed))
   graphdef, state = nnx.split(model)
   n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
   key_noise, key_cond = jax.random.split(jax.random.key(args.seed))
@@ -63,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
   noise = jax.random.normal(key_noise, (args.batch, cfg.model.latent_length,
                                         cfg.model.dit.io_channels))
   print(f"config {cfg.name}: DiT {n_params:,} params (random weights), "
-        f"latents {tuple(noise.shape)}, {steps} Euler steps, cfg {scale}, "
+        f"latents {tuple(noise.shape)}, {steps} {cfg.sampling.solver} steps ({cfg.sampling.grid} grid), cfg {scale}, "
         f"device {jax.devices()[0].platform}")
   for run in ("compile + run", "run"):
     start = time.perf_counter()
     latents = jax.block_until_ready(sample(graphdef, state, noise, cond, steps=steps,
                                            cfg_scale=scale,
-                                           cached_context=cfg.sampling.cached_context))
+                                           cached_context=cfg.sampling.cached_context,
+                                           solver=cfg.sampling.solver,
+                                           grid=grid_from_config(cfg.sampling)))
     print(f"{run}: {time.perf_counter() - start:.3f} s")
   latents = np.asarray(latents)
   if not np.all(np.isfinite(latents)):

@@ -26,12 +26,13 @@ from jax.sharding import Mesh, NamedSharding
 
 from aomni_jax import parallel
 from aomni_jax.cli.errors import UserError
-from aomni_jax.config import Config
+from aomni_jax.config import Config, apply_overrides
 from aomni_jax.inference import longform, model_dir, thinker as thinker_lib
 from aomni_jax.inference.pipeline import (VIDEO_TASKS, Pipeline, Request, host_inputs,
                                           qwen_prompt, resampled_mono)
 from aomni_jax.inference.video import (VideoFrontEnd, bare_video_placeholder,
                                        expand_video_placeholder)
+from aomni_jax.models import registry
 from aomni_jax.models.conditioners import ConditionerHeads
 from aomni_jax.models.dit import DiffusionTransformer
 from aomni_jax.models.qwen_omni.config import ThinkerConfig
@@ -102,13 +103,14 @@ class AudioOmni:
   # Loading.
 
   @classmethod
-  def load(cls, directory: str, *, mesh: Mesh | None = None,
-           dtype: str = "bfloat16") -> "AudioOmni":
+  def load(cls, directory: str, *, mesh: Mesh | None = None, dtype: str = "bfloat16",
+           sampling: Sequence[str] = ()) -> "AudioOmni":
     """From a converted model directory (`aomni-convert` or a training export).
 
     With a mesh, every weight is restored straight into its sharding (`cfg.mesh.rules`).
+    `sampling`: `sampling.*=value` overrides of the directory's sampler defaults (solver, grid).
     """
-    cfg = with_dtype(model_dir.read_config(directory), dtype)
+    cfg = with_dtype(apply_overrides(model_dir.read_config(directory), sampling), dtype)
     missing = [c for c in ("dit", "heads", "vae", "qwen")
                if not model_dir.has_component(directory, c)]
     if missing:
@@ -122,8 +124,8 @@ class AudioOmni:
     tcfg = thinker_config(model_dir.component_config(directory, "qwen", ThinkerConfig), cfg)
     m = cfg.model
     factories: dict[str, Callable[[], nnx.Module]] = {
-        "heads": lambda: ConditionerHeads(m, rngs=nnx.Rngs(0)),
-        "dit": lambda: DiffusionTransformer(m.dit, rngs=nnx.Rngs(0)),
+        "heads": lambda: registry.build_heads(m, nnx.Rngs(0)),
+        "dit": lambda: registry.build_dit(m, nnx.Rngs(0)),
         "vae": lambda: OobleckVAE(m.vae, rngs=nnx.Rngs(0)),
         "qwen": lambda: Thinker(tcfg, rngs=nnx.Rngs(0))}
     modules = {}

@@ -29,11 +29,13 @@ from flax import nnx
 
 from aomni_jax.audio.dsp import resample
 from aomni_jax.config import Config, MelConfig, ModelConfig
+from aomni_jax.models import registry
 from aomni_jax.models.conditioners import ConditionerHeads, ConditionerInputs
 from aomni_jax.models.dit import DiffusionTransformer, DiTConditioning
 from aomni_jax.models.transcript import tokenize
 from aomni_jax.models.vae import OobleckVAE
 from aomni_jax.sampling import sample
+from aomni_jax.solvers import grid_from_config
 from aomni_jax.text import prompts
 
 VOICE_PROMPT_SECONDS = 6.0  # Gradio keeps the last 6 s of a voice prompt
@@ -290,7 +292,8 @@ class Pipeline:
     return sample(*self.dit, noise, cond, steps=s.steps if steps is None else steps,
                   cfg_scale=s.cfg_scale if cfg_scale is None else cfg_scale,
                   cfg_rescale=s.cfg_rescale if cfg_rescale is None else cfg_rescale,
-                  cached_context=s.cached_context, known=known, known_mask=known_mask)
+                  cached_context=s.cached_context, known=known, known_mask=known_mask,
+                  solver=s.solver, grid=grid_from_config(s))
 
 
 def from_state_dict(state_dict, cfg: Config) -> Pipeline:
@@ -302,8 +305,8 @@ def from_state_dict(state_dict, cfg: Config) -> Pipeline:
   m = cfg.model
   return Pipeline(
       cfg,
-      build_loaded(lambda: ConditionerHeads(m, rngs=nnx.Rngs(0)), convert_heads(state_dict, m)),
-      build_loaded(lambda: DiffusionTransformer(m.dit, rngs=nnx.Rngs(0)),
+      build_loaded(lambda: registry.build_heads(m, nnx.Rngs(0)), convert_heads(state_dict, m)),
+      build_loaded(lambda: registry.build_dit(m, nnx.Rngs(0)),
                    convert_dit(state_dict, m.dit)),
       build_loaded(lambda: OobleckVAE(m.vae, rngs=nnx.Rngs(0)),
                    convert_vae(state_dict, m.vae, prefix=VAE_PREFIX)))

@@ -13,7 +13,7 @@ cross-attention entirely because its context is exactly zero (no biases on the c
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,11 @@ from aomni_jax.layers.remat import maybe_remat
 from aomni_jax.layers.rotary import apply_rotary, inverse_frequencies, rotary_cos_sin
 
 _ZEROS = jax.nn.initializers.zeros
+
+# attention(q [B,N,H,D], k [B,M,H,D], v, *, key_mask=None, kv_lengths=None) -> [B,N,H,D]; the
+# hook for a custom attention (examples/custom_attention.py). None: `dot_product_attention` with
+# `cfg.attention`. With cfg.attention="xla" a cross-attention mask arrives as `key_mask` [B, M].
+AttentionFn = Callable[..., jax.Array]
 
 
 class DiTConditioning(NamedTuple):
@@ -74,14 +79,22 @@ class CondMLP(nnx.Module):
     return self.fc2(jax.nn.silu(self.fc1(x)))
 
 
+def _attend(fn: AttentionFn | None, backend: str, q: jax.Array, k: jax.Array, v: jax.Array,
+            **masks) -> jax.Array:
+  if fn is None:
+    return dot_product_attention(q, k, v, backend=backend, **masks)
+  return fn(q, k, v, **masks)
+
+
 class SelfAttention(nnx.Module):
   """Fused qkv (kernel [d, 3, d], head-aligned under tensor parallelism), partial rotary on q
   and k, unmasked attention, zero-initialised output."""
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
+    self.attention_fn = attention_fn
     self.qkv = FusedDense(d, 3, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
                           param_dtype=pdt)
     self.out = Dense(d, d, rngs=rngs, axes=("qkv", "embed"), use_bias=False, dtype=dt,
@@ -92,17 +105,18 @@ class SelfAttention(nnx.Module):
     qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, -1)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-    out = dot_product_attention(q, k, v, backend=self.backend)
+    out = _attend(self.attention_fn, self.backend, q, k, v)
     return self.out(checkpoint_name(out.reshape(b, n, -1), "attn_out"))
 
 
 class CrossAttention(nnx.Module):
   """Queries from the sequence, keys/values from the (projected) context; no rotary."""
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.num_heads = cfg.num_heads
     self.backend = cfg.attention
+    self.attention_fn = attention_fn
     self.q = Dense(d, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
                    param_dtype=pdt)
     self.kv = FusedDense(d, 2, d, rngs=rngs, axes=("embed", "qkv"), use_bias=False, dtype=dt,
@@ -119,21 +133,21 @@ class CrossAttention(nnx.Module):
                kv_lengths: jax.Array | None) -> jax.Array:
     b, n, _ = x.shape
     q = self.q(x).reshape(b, n, self.num_heads, -1)
-    out = dot_product_attention(q, k, v, key_mask=key_mask, kv_lengths=kv_lengths,
-                                backend=self.backend)
+    out = _attend(self.attention_fn, self.backend, q, k, v, key_mask=key_mask,
+                  kv_lengths=kv_lengths)
     return self.out(checkpoint_name(out.reshape(b, n, -1), "cross_out"))
 
 
 class TransformerBlock(nnx.Module):
   """Pre-norm self-attention, cross-attention and SwiGLU feed-forward, each residual."""
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, pdt = cfg.embed_dim, _dtype(cfg.param_dtype)
     norm = lambda: LayerNorm(d, rngs=rngs, eps=cfg.norm_eps, bias="buffer", param_dtype=pdt)
     self.pre_norm = norm()
-    self.self_attn = SelfAttention(cfg, rngs=rngs)
+    self.self_attn = SelfAttention(cfg, rngs=rngs, attention_fn=attention_fn)
     self.cross_norm = norm()
-    self.cross_attn = CrossAttention(cfg, rngs=rngs)
+    self.cross_attn = CrossAttention(cfg, rngs=rngs, attention_fn=attention_fn)
     self.ff_norm = norm()
     self.ff = FusedSwiGLU(d, cfg.ff_inner_dim, rngs=rngs, dtype=_dtype(cfg.dtype),
                           param_dtype=pdt)
@@ -159,9 +173,13 @@ class TransformerBlock(nnx.Module):
 
 
 class DiffusionTransformer(nnx.Module):
-  """v̂(x_t, t | conditions) for rectified flow; x and v̂ are channels-last [B, T, C]."""
+  """v̂(x_t, t | conditions) for rectified flow; x and v̂ are channels-last [B, T, C].
 
-  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs):
+  `attention_fn` replaces the attention of every block (same parameters, so converted weights
+  still load); see `AttentionFn`.
+  """
+
+  def __init__(self, cfg: DiTConfig, *, rngs: nnx.Rngs, attention_fn: AttentionFn | None = None):
     d, dt, pdt = cfg.embed_dim, _dtype(cfg.dtype), _dtype(cfg.param_dtype)
     self.cfg = cfg
     self.timestep_features = make_param(rngs, jax.nn.initializers.normal(0.5),
@@ -185,7 +203,7 @@ class DiffusionTransformer(nnx.Module):
     @nnx.split_rngs(splits=cfg.depth)
     @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
     def make_blocks(rngs: nnx.Rngs) -> TransformerBlock:
-      return TransformerBlock(cfg, rngs=rngs)
+      return TransformerBlock(cfg, rngs=rngs, attention_fn=attention_fn)
 
     self.blocks = make_blocks(rngs)
 
@@ -273,18 +291,26 @@ class DiffusionTransformer(nnx.Module):
           k, v = block.cross_attn.project_kv(context.tokens)
         cross = (k, v, context.key_mask, context.kv_lengths)
       out = block(constrain(carry, ("batch", None, None)), cos, sin, cross, cross_rows)
-      return constrain(out, ("batch", None, None)), None
+      out = constrain(out, ("batch", None, None))
+      return out, out
 
     body = maybe_remat(body, self.cfg.remat, prevent_cse=not self.cfg.scan_layers)
-    if layers is not None:
-      for layer in layers:
-        h, _ = body(h, layer)
-      return h
     kv = (None, None) if context is None or context.k is None else (context.k, context.v)
-    if self.cfg.scan_layers:
-      h, _ = jax.lax.scan(body, h, (state, *kv))
-      return h
-    for i in range(self.cfg.depth):
-      layer = jax.tree.map(lambda a, i=i: a[i], (state, *kv))
-      h, _ = body(h, layer)
+    if layers is None and self.cfg.scan_layers:
+      h, hidden = jax.lax.scan(body, h, (state, *kv))
+    else:
+      if layers is None:
+        layers = [jax.tree.map(lambda a, i=i: a[i], (state, *kv)) for i in range(self.cfg.depth)]
+      hidden = []
+      for layer in layers:
+        h, out = body(h, layer)
+        hidden.append(out)
+    self._record_hidden(hidden)
     return h
+
+  def _record_hidden(self, hidden: jax.Array | list[jax.Array]) -> None:
+    """Under `nnx.capture(..., nnx.Intermediate)`, sows every block's output as `block_outputs`
+    [depth, B, prepended + latent tokens, d]; otherwise records nothing (and XLA drops it)."""
+    if getattr(self, "__captures__", None):
+      self.sow(nnx.Intermediate, "block_outputs",
+               jnp.stack(hidden) if isinstance(hidden, list) else hidden)

@@ -40,11 +40,10 @@ class TrainState:
 
 
 def build_trainable(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
-  """The modules that training updates. Imported lazily so that importing this file is cheap."""
-  from aomni_jax.models.conditioners import ConditionerHeads  # pylint: disable=g-import-not-at-top
-  from aomni_jax.models.dit import DiffusionTransformer  # pylint: disable=g-import-not-at-top
-  return {"dit": DiffusionTransformer(config.model.dit, rngs=rngs),
-          "heads": ConditionerHeads(config.model, rngs=rngs)}
+  """The modules that training updates, built as `model.modules` names them
+  (`aomni_jax.models.registry`). Imported lazily so that importing this file is cheap."""
+  from aomni_jax.models import registry  # pylint: disable=g-import-not-at-top
+  return {name: registry.build(name, config.model, rngs) for name in TRAINABLE}
 
 
 @dataclasses.dataclass(frozen=True)

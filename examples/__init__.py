@@ -1,0 +1,1 @@
+"""Runnable research examples; run each from the repository root as `python -m examples.NAME`."""
