@@ -66,8 +66,8 @@ def evaluate(spec: StateSpec, params: dict, buffers: dict, clips: np.ndarray, na
   if out_dir is not None and jax.process_index() == 0:
     out_dir.mkdir(parents=True, exist_ok=True)
     for i, (clip, recon, name) in enumerate(zip(clips[:_FILES], recons[:_FILES], names)):
-      samples.write_sample(str(out_dir / f"{i:02d}_input"), clip, sample_rate, f"input {name}")
-      samples.write_sample(str(out_dir / f"{i:02d}_reconstruction"), recon, sample_rate,
+      samples.write_sample(out_dir / f"{i:02d}_input", clip, sample_rate, f"input {name}")
+      samples.write_sample(out_dir / f"{i:02d}_reconstruction", recon, sample_rate,
                            f"reconstruction {name}")
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
   return result
