@@ -150,7 +150,7 @@ def bench_inference(cfg: DiTConfig, shape: dict, clips: int, steps: int, cached:
   tag = "" if cfg.scan_layers else " unrolled"
   what = f"generate {clips} clip(s), {steps} steps, {'cached' if cached else 'plain'}{tag}"
   summary = (f"{total:.3f} s ({total / clips:.3f} s/clip, {1e3 * total / steps:.2f} ms/step), "
-             f"{flops / total / 1e12 / MEASURED_PEAK_TFLOPS:.0%} MFU, "
+             f"{flops / total / 1e12:.0f} TFLOP/s in official-code FLOPs, "
              f"{OFFICIAL['infer_1' if clips == 1 else 'infer_8_per_clip'] / (total / clips):.2f}× official")
   return dict(what=what, summary=summary, kind="generate", tag=tag, clips=clips, steps=steps,
               path="cached" if cached else "plain",

@@ -23,6 +23,8 @@ def newest(files: list[pathlib.Path], include_cpu: bool) -> list[dict]:
   latest: dict[tuple[str, str], dict] = {}
   for path in files:
     result = json.loads(path.read_text(encoding="utf-8"))
+    if "environment" not in result:  # e.g. aomni-aot's compile reports (their own README rows)
+      continue
     env = result["environment"]
     if env["platform"] == "cpu" and not include_cpu:
       continue
