@@ -29,8 +29,9 @@ def tiny_config(overrides: Sequence[str] = ()) -> Config:
 
 
 def stand_in_batch(config: Config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-  """Random arrays of the train step's shapes: a stand-in for real frozen features (Qwen, VAE
-  latents, Synchformer), enough to exercise shapes and gradients, not to learn audio."""
+  """Random arrays of the train step's shapes: a stand-in for real frozen features (Qwen, the VAE
+  posterior `latent_mean`/`latent_std`, Synchformer), enough to exercise shapes and gradients,
+  not to learn audio."""
   rng = np.random.default_rng(seed)
   batch = {}
   for name, shape in features.step_batch_shapes(config, batch_size).items():
@@ -40,6 +41,7 @@ def stand_in_batch(config: Config, batch_size: int, seed: int = 0) -> dict[str, 
       batch[name] = rng.integers(1, 100, shape.shape).astype(np.int32)
     else:
       batch[name] = rng.standard_normal(shape.shape).astype(np.float32)
+  batch["latent_std"] = 0.1 * np.abs(batch["latent_std"])  # a posterior std is positive
   batch["qwen_mask"][:, :4] = True  # every item has some Qwen tokens
   return batch
 

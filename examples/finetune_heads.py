@@ -20,6 +20,7 @@ from flax import nnx
 
 from aomni_jax import flow
 from aomni_jax.models import registry
+from aomni_jax.train.frozen import sample_latents
 from aomni_jax.train.step import conditioning
 from examples import common
 
@@ -41,9 +42,11 @@ def main(argv: list[str] | None = None) -> dict:
   def loss_fn(params, dit_state, batch, key):
     heads = nnx.merge(heads_graphdef, params, heads_rest)
     dit = nnx.merge(dit_graphdef, dit_state)
-    heads_key, flow_key = jax.random.split(key)
+    heads_key, flow_key, latent_key = jax.random.split(key, 3)
     cond = conditioning(heads, batch, heads_key)
-    loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), batch["latents"], cond,
+    # The batch holds the VAE posterior (mean, std): one draw per step, as in `train.step`.
+    latents = sample_latents(batch["latent_mean"], batch["latent_std"], latent_key)
+    loss, _ = flow.rectified_flow_loss(lambda x, t, c: dit(x, t, *c), latents, cond,
                                        flow_key, config.flow)
     return loss
 

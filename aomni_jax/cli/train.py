@@ -9,7 +9,7 @@
 
 Writes `<workdir>/checkpoints` (Orbax, resumed automatically), `<workdir>/tensorboard`,
 `<workdir>/metrics.jsonl`, `<workdir>/export/step_N` (a converted model directory with the EMA
-weights, loadable by aomni-generate and by --init) and
+weights, for --init and for aomni-generate) and
 `<workdir>/samples/step_N` (wav + spectrogram PNG per fixed prompt / edit input). Look at a run
 with `tensorboard --logdir <workdir>/tensorboard` (pip install -e '.[tensorboard]').
 """

@@ -43,7 +43,7 @@ def build_trainable(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
   """The modules that training updates, built as `model.modules` names them
   (`aomni_jax.models.registry`). Imported lazily so that importing this file is cheap."""
   from aomni_jax.models import registry  # pylint: disable=g-import-not-at-top
-  return {name: registry.build(name, config.model, rngs) for name in TRAINABLE}
+  return {name: registry.build(name, config.model, rngs) for name in ("dit", "heads")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,8 +31,15 @@ FrameTransform = Callable[[Image.Image], np.ndarray]
 class VideoReadError(ValueError):
   """A file that cannot be used as video; `reason`: missing, empty, no_video, zero_length, corrupt."""
 
+  _MESSAGES = {"missing": "does not exist; check the path",
+               "empty": "is empty (0 bytes)",
+               "no_video": "has no video stream (for audio only, give it as audio)",
+               "zero_length": "has a video stream without frames (zero length)",
+               "corrupt": "is not readable video"}
+
   def __init__(self, path: str, reason: str, detail: str = ""):
-    super().__init__(f"{path}: {reason.replace('_', ' ')}{': ' + detail if detail else ''}")
+    what = self._MESSAGES.get(reason, reason.replace("_", " "))
+    super().__init__(f"video file '{path}' {what}{' (' + detail + ')' if detail else ''}")
     self.path = path
     self.reason = reason
 

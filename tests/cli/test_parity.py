@@ -12,7 +12,7 @@ from aomni_jax.cli import parity as cli
 def test_a_folder_of_fixtures_expands_to_each_fixture(golden_dir):
   fixtures, skipped = cli.find_fixtures([str(golden_dir)])
   assert [f.name for f in fixtures] == ["dit", "mel", "pipeline", "sampler", "sync",
-                                        "transcript", "vae"]
+                                        "synchformer", "transcript", "vae"]
   assert skipped == []
 
 

@@ -52,13 +52,22 @@ SPANS = usage_spans(README)
 def usage_problems(tokens: list[str], parser: argparse.ArgumentParser) -> list[str]:
   """Unknown subcommands and flags in `aomni-x sub --flag value [--other v] ...` (values ignored),
   and required options a full usage line leaves out."""
-  problems, current = [], [parser]
-  for token in tokens:
+  problems, current, value_next = [], [parser], False
+  for index, token in enumerate(tokens):
     token = token.strip("[]")
+    if token == "--":  # what follows is another command's line (e.g. the job aomni-launch runs)
+      tokens = tokens[:index]
+      break
+    if value_next:  # the value of the flag before it, not a subcommand
+      value_next = False
+      continue
     if token.startswith("--"):
       flag = token.split("=")[0]
-      if not any(flag in options(p) for p in current):
+      actions = [p._option_string_actions[flag] for p in current  # pylint: disable=protected-access
+                 if flag in options(p)]
+      if not actions:
         problems.append(f"unknown flag {flag}")
+      value_next = "=" not in token and any(a.nargs != 0 for a in actions)
       continue
     choices = {k: v for p in current for k, v in subparsers(p).items()}
     names = [n for n in token.split("/") if n]
