@@ -87,6 +87,15 @@ def _first_line(err: BaseException) -> str:
   return text.splitlines()[0] if text else type(err).__name__
 
 
+# Cheap signs (environment only, no metadata-server query) that this host belongs to a cluster.
+_CLUSTER_HINTS = (ENV_COORDINATOR, "SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES",
+                  "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def _cluster_hints() -> list[str]:
+  return [name for name in _CLUSTER_HINTS if os.environ.get(name)]
+
+
 def _backend_started() -> bool:
   # Private, but the only way to tell "too late to join a cluster" from a failed start-up.
   from jax._src import xla_bridge
@@ -118,7 +127,15 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
       raise DistributedStartupError(
           f"JAX computed before its multi-process start-up (process {group.process_id} of "
           f"{group.num_processes}); call parallel.initialize_distributed before any JAX call")
-    _log.warning("JAX already running: not looking for a multi-process cluster")
+    # In-process callers (a notebook, a test, a second command) get here routinely: a note, not a
+    # warning, unless the host looks like part of a cluster that auto-detection would have joined.
+    hints = _cluster_hints()
+    if hints:
+      _log.warning("JAX already running: not looking for a multi-process cluster, although %s "
+                   "is set; call parallel.initialize_distributed before any JAX call",
+                   ", ".join(hints))
+    else:
+      _log.debug("JAX already running: not looking for a multi-process cluster")
     return False
   kwargs: dict[str, Any] = {"initialization_timeout": cfg.init_timeout_s}
   if group is not None:
@@ -130,7 +147,9 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
     if group is not None or os.environ.get(ENV_COORDINATOR):
       raise DistributedStartupError(f"multi-process start-up rejected its parameters: "
                                     f"{_first_line(err)}") from err
-    _log.info("single-process run: no cluster detected (%s)", err)
+    # The normal case on one host: debug only, so a command's output (and its one-line errors)
+    # is not preceded by a start-up note.
+    _log.debug("single-process run: no cluster detected (%s)", err)
     return False
   except Exception as err:  # coordinator unreachable, timeout, peers missing
     where = (f"process {group.process_id} of {group.num_processes} (from the {group.source}) "

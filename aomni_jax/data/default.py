@@ -1,8 +1,9 @@
 """The small embedded dataset of real recordings that the README's training run uses.
 
 Built on first use from Debian packages (≈85 MB download, no root needed) and cached; about
-250 examples covering every task family. The build goes to a temporary directory that is renamed
-into place, and a file lock keeps concurrent processes on one host from building it twice.
+250 examples covering every task family except V2A/V2M (Debian ships no videos). The build goes
+to a temporary directory that is renamed into place, and a file lock keeps concurrent processes on
+one host from building it twice.
 """
 
 from __future__ import annotations

@@ -54,8 +54,10 @@ def scan_stems_folder(root: str) -> list[tuple[Clip, Clip]]:
     for row in csv.DictReader(handle):
       folder = os.path.join(root, row["clip_id"])
       licence = row.get("licence") or "unknown"
-      found = {role: (glob.glob(os.path.join(folder, f"{role}.*")) or [""])[0]
-               for role in ("residual", "target")}
+      # A stem that is not there keeps its pattern as the path, so reading it reports "missing"
+      # (an empty path would be read as the current directory).
+      patterns = {role: os.path.join(folder, f"{role}.*") for role in ("residual", "target")}
+      found = {role: (glob.glob(pattern) or [pattern])[0] for role, pattern in patterns.items()}
       pairs.append(tuple(Clip(found[role], row["label"], "event", licence=licence,
                               source=f"stems:{row['clip_id']}") for role in ("residual", "target")))
   return pairs
