@@ -52,7 +52,7 @@ def check_video(request: Request) -> None:
   try:
     probe(request.video)
   except VideoReadError as error:
-    raise ValueError(f"video file {error}") from error
+    raise ValueError(str(error)) from error  # it names the file
 
 
 def bare_video_placeholder(request: Request) -> bool:
@@ -112,7 +112,7 @@ class VideoFrontEnd:
                                          recipe=self.recipe, sync_fps=sf.fps,
                                          size=FRAME_SIZE, sync_size=sf.image_size))
       except VideoReadError as error:
-        raise ValueError(f"video file {error}") from error
+        raise ValueError(str(error)) from error  # it names the file
     frames = jnp.asarray(np.stack([d.sync_frames for d in decoded]))
     features = np.asarray(_sync_features(*self.synchformer, frames))
     out = list(requests)

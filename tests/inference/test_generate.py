@@ -59,9 +59,11 @@ BAD = {  # id → (item, expected reason)
                     "prompt too long: the TTS text has 99 symbols, the transcript encoder "
                     "takes at most 40"),
     "empty": ({"task": "t2m", "prompt": "  "}, "empty prompt: task T2M needs a text prompt"),
-    "video": ({"task": "v2a", "video": "clip.mp4"}, "video file {dir}/clip.mp4: missing"),
+    "video": ({"task": "v2a", "video": "clip.mp4"},
+              "video file '{dir}/clip.mp4' does not exist; check the path"),
     "no_video_stream": ({"task": "v2m", "video": "street.wav"},
-                        "video file {dir}/street.wav: no video: the file has no video stream"),
+                        "video file '{dir}/street.wav' has no video stream (for audio only, "
+                        "give it as audio)"),
     "no_synchformer": ({"task": "v2a", "video": "scene.mp4"},
                        "V2A from a video file needs the 'synchformer' component; convert "
                        "synchformer_state_dict.pth with aomni-convert --synchformer PATH"),
