@@ -6,7 +6,6 @@ thinker that made the training features, and the model directory's VAE to decode
 
 from __future__ import annotations
 
-import io
 from typing import Any, Callable, Sequence
 
 import jax
@@ -44,27 +43,12 @@ def edit_inputs(data_dir: str, count: int = 2) -> list[dict[str, Any]]:
 
 
 def write_sample(path_stem: epath.Path, audio: np.ndarray, sample_rate: int, title: str) -> None:
-  """[samples, channels] float audio → `<stem>.wav` and `<stem>.png` (log-magnitude spectrogram);
-  encoded in memory, so the folder may be a bucket."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import soundfile  # pylint: disable=g-import-not-at-top
-  peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-  normalised = audio / peak if peak > 0 else audio
-  wav = io.BytesIO()
-  soundfile.write(wav, np.clip(normalised, -1, 1), sample_rate, subtype="PCM_16", format="WAV")
-  path_stem.with_name(path_stem.name + ".wav").write_bytes(wav.getvalue())
-  fig, ax = plt.subplots(figsize=(6, 3))
-  ax.specgram(normalised.mean(axis=-1), NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma")
-  ax.set_title(title, fontsize=8)
-  ax.set_xlabel("s")
-  ax.set_ylabel("Hz")
-  fig.tight_layout()
-  png = io.BytesIO()
-  fig.savefig(png, format="png", dpi=80)
-  plt.close(fig)
-  path_stem.with_name(path_stem.name + ".png").write_bytes(png.getvalue())
+  """[samples, channels] float audio → `<stem>.wav` (peak-normalised) and `<stem>.png`
+  (log-magnitude spectrogram), with aomni-generate's encoders; the folder may be a bucket."""
+  from aomni_jax.inference import outputs  # pylint: disable=g-import-not-at-top
+  path_stem.with_name(path_stem.name + ".wav").write_bytes(outputs.wav_bytes(audio, sample_rate))
+  path_stem.with_name(path_stem.name + ".png").write_bytes(
+      outputs.spectrogram_png(audio, sample_rate, title))
 
 
 def generate_samples(config: Config, spec, state, vae: nnx.Module, out_dir: epath.Path,
