@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import math
 import os
+import socket
 from typing import Any, ContextManager, Mapping
 
 import jax
@@ -102,6 +104,25 @@ def _backend_started() -> bool:
   return xla_bridge.backends_are_initialized()
 
 
+def _port_in_use(address: str) -> str | None:
+  """Why process 0 cannot host the coordinator on `address`'s port, or None if it can.
+
+  jaxlib binds `[::]:port` for the coordinator service and, on a taken port, can crash in C++
+  (SIGSEGV) before Python sees an error; binding first turns that into our one-line message.
+  """
+  port = int(address.rsplit(":", 1)[-1])
+  for family, host in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+    try:
+      with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+      return None
+    except OSError as err:
+      if err.errno == errno.EADDRINUSE:
+        return f"port {port} is already in use on this host"
+  return None  # no socket family could be probed: let jax report what it finds
+
+
 def initialize_distributed(cfg: MeshConfig) -> bool:
   """Starts the multi-process JAX runtime when there is more than one process; call it first.
 
@@ -142,6 +163,10 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
     kwargs.update(coordinator_address=group.coordinator_address,
                   num_processes=group.num_processes, process_id=group.process_id)
   try:
+    taken = (_port_in_use(group.coordinator_address)
+             if group is not None and group.process_id == 0 else None)
+    if taken:
+      raise RuntimeError(taken)
     jax.distributed.initialize(**kwargs)
   except ValueError as err:  # jax found no cluster, or rejected what it was given
     if group is not None or os.environ.get(ENV_COORDINATOR):
