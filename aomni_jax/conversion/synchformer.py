@@ -13,7 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-from aomni_jax.conversion.common import ConversionError, Path, Rule, convert, identity, linear
+from aomni_jax.conversion.common import (ConversionError, Path, Rule, convert, dense_rules,
+                                         identity, linear)
 
 PREFIX = "vfeat_extractor."
 UNUSED_PATCH_EMBED = ("patch_embed.proj.weight", "patch_embed.proj.bias")
@@ -33,11 +34,6 @@ def _squeeze_batch(w: np.ndarray) -> np.ndarray:
   return w[0, 0] if w.shape[1] == 1 else w[0]
 
 
-def _dense(source: str, target: str) -> list[Rule]:
-  return [Rule(f"{source}.weight", f"{target}/kernel", linear),
-          Rule(f"{source}.bias", f"{target}/bias", identity)]
-
-
 def synchformer_rules() -> list[Rule]:
   """Keys relative to `vfeat_extractor.` → paths of `Synchformer`."""
   block = "blocks.{i}."
@@ -55,13 +51,13 @@ def synchformer_rules() -> list[Rule]:
     rules += [Rule(f"{block}{norm}.weight", f"blocks/{{i}}/{norm}/scale", identity),
               Rule(f"{block}{norm}.bias", f"blocks/{{i}}/{norm}/bias", identity)]
   for attn in ("attn", "timeattn"):
-    rules += _dense(f"{block}{attn}.qkv", f"blocks/{{i}}/{attn}/qkv")
-    rules += _dense(f"{block}{attn}.proj", f"blocks/{{i}}/{attn}/proj")
-  rules += _dense(block + "mlp.fc1", "blocks/{i}/mlp/fc1") + _dense(block + "mlp.fc2",
+    rules += dense_rules(f"{block}{attn}.qkv", f"blocks/{{i}}/{attn}/qkv")
+    rules += dense_rules(f"{block}{attn}.proj", f"blocks/{{i}}/{attn}/proj")
+  rules += dense_rules(block + "mlp.fc1", "blocks/{i}/mlp/fc1") + dense_rules(block + "mlp.fc2",
                                                                      "blocks/{i}/mlp/fc2")
   agg = "spatial_attn_agg."
-  rules += _dense(agg + "self_attn.out_proj", "spatial_agg/out_proj")
-  rules += _dense(agg + "linear1", "spatial_agg/mlp/fc1") + _dense(agg + "linear2",
+  rules += dense_rules(agg + "self_attn.out_proj", "spatial_agg/out_proj")
+  rules += dense_rules(agg + "linear1", "spatial_agg/mlp/fc1") + dense_rules(agg + "linear2",
                                                                     "spatial_agg/mlp/fc2")
   for norm in ("norm1", "norm2"):
     rules += [Rule(f"{agg}{norm}.weight", f"spatial_agg/{norm}/scale", identity),

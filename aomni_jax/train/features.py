@@ -45,6 +45,24 @@ def step_batch_shapes(config: Config, batch_size: int) -> dict[str, jax.ShapeDty
   return {k: jax.ShapeDtypeStruct((batch_size,) + s, d) for k, (s, d) in shapes.items()}
 
 
+def stand_in_step_batch(config: Config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """Random arrays of the train step's shapes: a stand-in for the real frozen features (Qwen, the
+  VAE posterior `latent_mean`/`latent_std`, Synchformer) that exercises shapes, sharding and
+  gradients, never learning (tests, examples, benchmarks)."""
+  rng = np.random.default_rng(seed)
+  batch = {}
+  for name, shape in step_batch_shapes(config, batch_size).items():
+    if shape.dtype == np.bool_:
+      batch[name] = rng.random(shape.shape) < 0.5
+    elif shape.dtype == np.int32:
+      batch[name] = rng.integers(1, 100, shape.shape).astype(np.int32)
+    else:
+      batch[name] = rng.standard_normal(shape.shape).astype(np.float32)
+  batch["latent_std"] = 0.1 * np.abs(batch["latent_std"])  # a posterior std is positive
+  batch["qwen_mask"][:, :4] = True  # every item has some Qwen tokens
+  return batch
+
+
 def transcript_inputs(texts: list[str], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
   """(ids, has_transcript) for the transcript encoder; "" = no transcript."""
   from aomni_jax.models.transcript import tokenize  # pylint: disable=g-import-not-at-top

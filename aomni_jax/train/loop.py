@@ -159,6 +159,7 @@ def _train(config: Config, workdir, mesh, stop_at: int | None,
     compiled = train_step.fn.lower(spec.abstract, abstract_batch(train_step, step_shapes),
                                    abstract_key(train_step)).compile()
   _report_memory(compiled)
+  parallel.wait_for_all_processes("train_step_compiled", config.mesh.init_timeout_s)
 
   peak = metrics_lib.peak_tflops(jax.devices()[0], tc.peak_tflops)
   logger = metrics_lib.MetricLogger(str(workdir / "tensorboard"),
