@@ -91,17 +91,17 @@ def with_features(data: bytes, features: dict[str, np.ndarray], drop_stems: bool
 class ShardWriter:
   """Writes one shard and its example-count sidecar; one writer per worker process.
 
-  Both go to local staging files and are published (the shard first, the sidecar last: its
-  presence marks a finished shard) only when the writer closes without an error, so a killed or
-  failed job never leaves a shard that looks complete. `path` may be a URI.
+  Both are written through `storage.local_file` and appear only when the writer closes without
+  an error, the sidecar last (its presence marks a finished shard), so a killed or failed job
+  never leaves a shard that looks complete. `path` may be a URI.
   """
 
   def __init__(self, path: str):
     self.path = path
-    self._cleanup = contextlib.ExitStack()
-    staging = self._cleanup.enter_context(storage.staging_dir(os.path.dirname(path)))
-    self._staged = storage.staged_path(staging, path)
-    self._writer = array_record_module.ArrayRecordWriter(self._staged, "group_size:1")
+    self._files = contextlib.ExitStack()
+    self._staged_counts = self._files.enter_context(storage.local_file(counts_path(path)))
+    staged = self._files.enter_context(storage.local_file(path))  # exits, i.e. lands, first
+    self._writer = array_record_module.ArrayRecordWriter(staged, "group_size:1")
     self._counts: list[int] = []
 
   def write(self, data: bytes, num_examples: int) -> None:
@@ -109,27 +109,17 @@ class ShardWriter:
     self._counts.append(num_examples)
 
   def close(self) -> None:
-    """Finishes the shard and publishes it."""
-    with self._cleanup:
-      self._writer.close()
-      np.save(counts_path(self._staged), np.asarray(self._counts, np.int32))
-      storage.publish(self._staged, self.path)
-      storage.publish(counts_path(self._staged), counts_path(self.path))
-
-  def abort(self) -> None:
-    """Drops the staged shard: nothing appears under `path`."""
-    with self._cleanup:
-      self._writer.close()
-      os.remove(self._staged)
+    self.__exit__(None, None, None)
 
   def __enter__(self) -> ShardWriter:
     return self
 
-  def __exit__(self, exc_type, *unused_exc) -> None:
-    if exc_type is None:
-      self.close()
-    else:
-      self.abort()
+  def __exit__(self, *exc_info) -> None:
+    """Publishes the shard, or drops it when the block raised."""
+    self._writer.close()
+    if exc_info[0] is None:
+      np.save(self._staged_counts, np.asarray(self._counts, np.int32))
+    self._files.__exit__(*exc_info)
 
 
 def counts_path(shard_path: str) -> str:

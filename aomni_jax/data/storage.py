@@ -1,10 +1,11 @@
 """Dataset files in a local folder or a bucket (`gs://b/data`): the few operations the data side
-needs, one implementation for both.
+needs beyond `etils.epath`, one implementation for both.
 
-Reading goes through `etils.epath` (the JSON manifest, the count sidecars, iterator states) or,
-for the ArrayRecord shards, straight to array_record's C++ reader, which opens `gs://` itself:
-shard paths are therefore plain strings, joined here and never made absolute. array_record has
-no bucket writer, so a shard is written to a local staging file and then published.
+Small files (manifest, count sidecars, iterator states, clip tables) are read and written with
+`epath`. The ArrayRecord shards go to array_record, whose C++ reader opens `gs://` itself: shard
+paths are therefore plain strings, joined here and never made absolute. array_record (like
+soundfile and matplotlib) writes local files only, so such files are written through
+`local_file`.
 """
 
 from __future__ import annotations
@@ -24,34 +25,34 @@ _COPY_CHUNK = 64 * 2**20
 
 
 def join(directory: str, name: str) -> str:
-  """`directory/name` as a string; a URI keeps its scheme (`os.path.abspath` would not)."""
+  """`directory/name` as a string: a URI keeps its scheme (`os.path.abspath` would not), and a
+  `name` that is itself a URI or an absolute path is returned as it is."""
+  if is_uri(name):
+    return name
   return os.fspath(epath.Path(directory) / name)
 
 
 @contextlib.contextmanager
-def staging_dir(directory: str) -> Iterator[str]:
-  """A local folder for files that will be `publish`ed into `directory`: the folder itself when
-  it is local (so publishing is an atomic rename), a temporary one for a URI (removed on exit,
-  published or not)."""
-  if is_uri(directory):
-    with tempfile.TemporaryDirectory(prefix="aomni-staging-") as staging:
-      yield staging
-  else:
-    yield directory or "."
+def local_file(destination: str) -> Iterator[str]:
+  """A local path to write `destination` through: the file is moved into place when the block
+  ends without an error and dropped otherwise, so `destination` never holds a partial file.
 
-
-def staged_path(staging: str, destination: str) -> str:
-  """Where `destination` is written before it is published: a hidden name in `staging`, so a
-  killed writer never leaves a file under the final name."""
-  return os.path.join(staging, _STAGED_PREFIX + os.path.basename(destination))
-
-
-def publish(staged: str, destination: str) -> None:
-  """Moves a finished local file to `destination`: `os.replace` locally, a streamed copy into a
-  URI (the object appears whole when the upload is closed)."""
-  if not is_uri(destination):
-    os.replace(staged, destination)
+  Locally it is a hidden sibling, renamed atomically; for a URI a temporary file, uploaded at the
+  end (the object appears whole when the upload closes).
+  """
+  if is_uri(destination):
+    with tempfile.TemporaryDirectory(prefix="aomni-staging-") as folder:
+      staged = os.path.join(folder, os.path.basename(destination))
+      yield staged
+      with open(staged, "rb") as source, epath.Path(destination).open("wb") as target:
+        shutil.copyfileobj(source, target, _COPY_CHUNK)
     return
-  with open(staged, "rb") as source, epath.Path(destination).open("wb") as target:
-    shutil.copyfileobj(source, target, _COPY_CHUNK)
-  os.remove(staged)
+  folder, name = os.path.split(destination)
+  staged = os.path.join(folder, _STAGED_PREFIX + name)
+  try:
+    yield staged
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(staged)
+    raise
+  os.replace(staged, destination)
