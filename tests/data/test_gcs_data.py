@@ -16,6 +16,7 @@ from etils import epath
 
 from aomni_jax.cli import data as data_cli
 from aomni_jax.data import build
+from aomni_jax.data import crops
 from aomni_jax.data import loader
 from aomni_jax.data import precompute
 from aomni_jax.data import records
@@ -148,6 +149,15 @@ def test_iterator_state_is_saved_to_and_restored_from_a_bucket(tiny_dataset, buc
     got = next(resumed)
     for key in want:
       np.testing.assert_array_equal(want[key], got[key])
+
+
+def test_autoencoder_crops_read_a_bucket_like_a_folder(tiny_dataset, bucket_reader):
+  upload(tiny_dataset, DATA)
+  split = crops.split_signals(DATA, holdout_every=3)
+  assert split == crops.split_signals(tiny_dataset, holdout_every=3) and split.heldout
+  for want, got in zip(crops.evaluation_clips(tiny_dataset, split.heldout, 2, 4096, 2),
+                       crops.evaluation_clips(DATA, split.heldout, 2, 4096, 2)):
+    np.testing.assert_array_equal(want, got)
 
 
 def test_a_bucket_folder_without_manifest_is_the_usual_error(bucket_reader):
