@@ -7,7 +7,8 @@
   aomni-data precompute --data DIR --out DIR --model CONVERTED_DIR   Qwen + VAE features
   aomni-data inspect --data DIR --out PREVIEW_DIR --examples 6
 
-Every DIR (and the --table CSV with its clips) may be a bucket URI, e.g. gs://bucket/data.
+DIR, PREVIEW_DIR and --table (with the clips it names) may be bucket URIs, e.g. gs://b/data;
+--stems is a local folder.
 """
 
 from __future__ import annotations

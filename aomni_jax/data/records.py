@@ -98,10 +98,11 @@ class ShardWriter:
 
   def __init__(self, path: str):
     self.path = path
-    self._files = contextlib.ExitStack()
-    self._staged_counts = self._files.enter_context(storage.local_file(counts_path(path)))
-    staged = self._files.enter_context(storage.local_file(path))  # exits, i.e. lands, first
-    self._writer = array_record_module.ArrayRecordWriter(staged, "group_size:1")
+    with contextlib.ExitStack() as files:  # unwound only if the writer cannot be opened
+      self._staged_counts = files.enter_context(storage.local_file(counts_path(path)))
+      staged = files.enter_context(storage.local_file(path))  # exits, i.e. lands, first
+      self._writer = array_record_module.ArrayRecordWriter(staged, "group_size:1")
+      self._files = files.pop_all()
     self._counts: list[int] = []
 
   def write(self, data: bytes, num_examples: int) -> None:
