@@ -25,3 +25,10 @@ GOLDEN = pathlib.Path(__file__).parent / "golden"
 def golden_dir() -> pathlib.Path:
   """The official-module fixtures shipped with the repo (copied from shared/golden)."""
   return GOLDEN
+
+
+@pytest.fixture
+def fake_gcs(monkeypatch):
+  """`gs://` served by an empty in-memory bucket (tests/gcs_bucket.py) for one test."""
+  from tests import gcs_bucket  # pylint: disable=g-import-not-at-top  (gcsfs for these tests only)
+  yield from gcs_bucket.installed(monkeypatch)

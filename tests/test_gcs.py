@@ -2,44 +2,15 @@
 
 etils.epath (and with it Orbax and our path handling) sends `gs://` to fsspec, which imports
 `gcsfs.GCSFileSystem`; without the `[gcs]` extra that import fails ("Please install gcsfs").
-The bucket itself is an in-memory file system registered in gcsfs's place (no network here).
+The bucket itself is an in-memory file system registered in gcsfs's place (no network here;
+the `fake_gcs` fixture of tests/conftest.py).
 """
 
 import os
 
 import fsspec
 import gcsfs
-import pytest
 from etils import epath
-from etils.epath import backend
-from fsspec.implementations.memory import MemoryFileSystem
-
-
-class FakeBucket(MemoryFileSystem):
-  """An in-memory GCS: its own store, gcsfs's protocols."""
-
-  protocol = ("gs", "gcs")
-  store: dict = {}
-  pseudo_dirs = [""]
-
-  @classmethod
-  def _strip_protocol(cls, path):
-    return "/" + str(path).removeprefix("gs://").removeprefix("gcs://").strip("/")
-
-
-@pytest.fixture
-def fake_gcs(monkeypatch):
-  """gcsfs's place in fsspec's registry, taken by the fake bucket."""
-  assert fsspec.get_filesystem_class("gcs") is gcsfs.GCSFileSystem
-  monkeypatch.setattr(FakeBucket, "store", {})
-  for protocol in FakeBucket.protocol:
-    fsspec.register_implementation(protocol, FakeBucket, clobber=True)
-  backend.fsspec_backend._get_filesystem.cache_clear()
-  yield FakeBucket
-  for protocol in FakeBucket.protocol:
-    fsspec.register_implementation(protocol, gcsfs.GCSFileSystem, clobber=True)
-  backend.fsspec_backend._get_filesystem.cache_clear()
-  FakeBucket.clear_instance_cache()
 
 
 def test_fsspec_resolves_gs_to_gcsfs():
@@ -49,7 +20,6 @@ def test_fsspec_resolves_gs_to_gcsfs():
 
 def test_epath_writes_gs_uris_to_the_bucket_not_the_disk(fake_gcs, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  monkeypatch.setattr(epath.gpath, "_is_tf_installed", lambda: False)  # the fsspec route
   run = epath.Path("gs://my-bucket/aomni/r1")
   (run / "checkpoints").mkdir(parents=True, exist_ok=True)
   (run / "metrics.jsonl").write_text('{"step": 1}\n')

@@ -6,6 +6,9 @@
   aomni-data build --out DIR --stems STEMS_DIR    separated stems → edit pairs (real branch)
   aomni-data precompute --data DIR --out DIR --model CONVERTED_DIR   Qwen + VAE features
   aomni-data inspect --data DIR --out PREVIEW_DIR --examples 6
+
+DIR, PREVIEW_DIR and --table (with the clips it names) may be bucket URIs, e.g. gs://b/data;
+--stems is a local folder.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import argparse
 import dataclasses
 import os
 import sys
+
+from etils import epath
 
 from aomni_jax.audio import io as audio_io
 from aomni_jax.cli import logs
@@ -26,6 +31,7 @@ from aomni_jax.data import preview
 from aomni_jax.data import real
 from aomni_jax.data import records
 from aomni_jax.data import sources
+from aomni_jax.data import storage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +107,7 @@ def _build(args: argparse.Namespace) -> None:
   _at_least_one(args, "shards", "workers")
   if args.table and args.stems:
     raise UserError("--table and --stems are two different sources; give one of them")
-  if args.table and not os.path.isfile(args.table):
+  if args.table and not epath.Path(args.table).is_file():
     raise UserError(f"--table {args.table} is not a file; give a clip CSV "
                     f"({','.join(sources.CSV_COLUMNS)})")
   if args.stems and not os.path.isfile(os.path.join(args.stems, "labels.csv")):
@@ -120,7 +126,7 @@ def _build(args: argparse.Namespace) -> None:
              sources.debian_clips(args.sources.split(","), args.cache))
     soundfont = None if args.no_style else sources.debian_soundfont(args.cache)
     manifest = build.build_dataset(clips, args.out, config, soundfont=soundfont)
-    sources.write_table(clips, os.path.join(args.out, "clips.csv"))
+    sources.write_table(clips, storage.join(args.out, "clips.csv"))
   print(preview.summary(manifest))
 
 
@@ -150,7 +156,7 @@ def _precompute(args: argparse.Namespace) -> None:
 def _inspect(args: argparse.Namespace) -> None:
   _at_least_one(args, "examples")
   print(preview.summary(_dataset(args.data)))
-  out = args.out or os.path.join(args.data, "preview")
+  out = args.out or storage.join(args.data, "preview")
   for png in preview.write_examples(args.data, out, args.examples):
     print(png)
 

@@ -16,11 +16,13 @@ import os
 
 import numpy as np
 import tqdm
+from etils import epath
 
 from aomni_jax.audio import dsp
 from aomni_jax.audio import io as audio_io
 from aomni_jax.data import checks as checks_lib
 from aomni_jax.data import records
+from aomni_jax.data import storage
 from aomni_jax.data import synth
 from aomni_jax.data.sources import Clip
 
@@ -73,8 +75,9 @@ def _pool(config: BuildConfig):
 
 def write_dataset(jobs: list[Job], out_dir: str, config: BuildConfig,
                   dropped: checks_lib.DropCounter, progress: bool = True) -> records.Manifest:
-  """Synthesises `jobs` into shards in parallel (one worker per shard) and writes the manifest."""
-  os.makedirs(out_dir, exist_ok=True)
+  """Synthesises `jobs` into shards in parallel (one worker per shard) and writes the manifest;
+  `out_dir` may be a URI (`gs://b/data`)."""
+  epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
   work = [(records.shard_name(i, config.num_shards), jobs[i::config.num_shards], config, out_dir)
           for i in range(config.num_shards)]
   with _pool(config) as pool:
@@ -225,7 +228,7 @@ def _write_shard(work) -> dict[str, collections.Counter]:
   """Worker: synthesises the jobs of one shard in order and writes them."""
   name, jobs, config, out_dir = work
   stats = collections.defaultdict(collections.Counter)
-  with records.ShardWriter(os.path.join(out_dir, name)) as writer:
+  with records.ShardWriter(storage.join(out_dir, name)) as writer:
     for job in jobs:
       try:
         item = make_item(job, config)

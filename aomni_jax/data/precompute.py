@@ -8,20 +8,21 @@ the modules of one converted model directory through `aomni_jax.train.frozen`, t
 training loop uses on the fly, so precomputed and on-the-fly features are the same.
 
 Multi-host: process i handles shards i, i+n, …; the last process to finish writes the manifest.
-Resumable: a shard is written under `.partial/` and moved into place when complete, and shards
-already in place are skipped, so a killed job restarts where it stopped.
+Resumable: a shard appears only when complete (`records.ShardWriter` stages it), and shards
+already in place are skipped, so a killed job restarts where it stopped. Both directories may
+be URIs (`gs://b/features`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Callable
 
 import grain
 import numpy as np
 import tqdm
+from etils import epath
 
 from aomni_jax.data import loader
 from aomni_jax.data import records
@@ -29,7 +30,6 @@ from aomni_jax.data import records
 _LOG = logging.getLogger(__name__)
 
 FeatureFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-_PARTIAL = ".partial"
 
 
 def precompute(data_dir: str, out_dir: str, features: dict[str, FeatureFn], *,
@@ -39,35 +39,36 @@ def precompute(data_dir: str, out_dir: str, features: dict[str, FeatureFn], *,
   """Writes a copy of `data_dir` whose records carry the outputs of `features`; returns the
   manifest once all shards exist (None on a process that finished before the others)."""
   manifest = records.Manifest.load(data_dir)
-  os.makedirs(out_dir, exist_ok=True)
+  epath.Path(out_dir).mkdir(parents=True, exist_ok=True)
   decoder = loader.ExampleDecoder(shapes)
+  in_paths, out_paths = manifest.shard_paths(data_dir), manifest.shard_paths(out_dir)
   for shard_index in range(process_index, len(manifest.shards), process_count):
-    shard = manifest.shards[shard_index]
-    if _done(os.path.join(out_dir, shard)):
-      _LOG.info("%s is already done; skipped", shard)
+    if _done(out_paths[shard_index]):
+      _LOG.info("%s is already done; skipped", manifest.shards[shard_index])
       continue
-    _precompute_shard(os.path.join(data_dir, shard), out_dir, shard, decoder, features,
-                               batch_size, drop_stems, progress)
-  if not all(_done(os.path.join(out_dir, s)) for s in manifest.shards):
+    _precompute_shard(in_paths[shard_index], out_paths[shard_index], decoder, features,
+                      batch_size, drop_stems, progress)
+  if not all(_done(path) for path in out_paths):
     return None
-  first = grain.sources.ArrayRecordDataSource([os.path.join(out_dir, manifest.shards[0])])[0]
+  first = grain.sources.ArrayRecordDataSource(out_paths[:1])[0]
   result = dataclasses.replace(manifest, features=sorted(records.decode_record(first)["features"]))
   result.save(out_dir)
   return result
 
 
 def _done(shard_path: str) -> bool:
-  return os.path.exists(records.counts_path(shard_path))
+  return epath.Path(records.counts_path(shard_path)).exists()
 
 
-def _precompute_shard(in_path: str, out_dir: str, shard: str, decoder: loader.ExampleDecoder,
+def _precompute_shard(in_path: str, out_path: str, decoder: loader.ExampleDecoder,
                       features: dict[str, FeatureFn], batch_size: int, drop_stems: bool,
                       progress: bool) -> None:
   source = loader.ExampleSource([in_path])
   raw = grain.sources.ArrayRecordDataSource([in_path])
-  counts = np.load(records.counts_path(in_path))
+  counts = records.read_counts(in_path)
   outputs: dict[str, list[np.ndarray]] = {}
-  for start in tqdm.trange(0, len(source), batch_size, desc=shard, disable=not progress):
+  for start in tqdm.trange(0, len(source), batch_size, desc=epath.Path(out_path).name,
+                           disable=not progress):
     indices = list(range(start, min(start + batch_size, len(source))))
     padded = indices + [indices[-1]] * (batch_size - len(indices))  # fixed shapes for jit
     examples = [decoder(source[i]) for i in padded]
@@ -77,19 +78,13 @@ def _precompute_shard(in_path: str, out_dir: str, shard: str, decoder: loader.Ex
         outputs.setdefault(name, []).append(np.asarray(value)[:len(indices)])
   stacked = {name: np.concatenate(parts) for name, parts in outputs.items()}
   offsets = np.concatenate([[0], np.cumsum(counts)])
-  partial = os.path.join(out_dir, _PARTIAL)
-  os.makedirs(partial, exist_ok=True)
-  with records.ShardWriter(os.path.join(partial, shard)) as writer:
+  with records.ShardWriter(out_path) as writer:
     for record_index, count in enumerate(counts):
       rows = slice(offsets[record_index], offsets[record_index + 1])
       data = records.with_features(raw[record_index],
                                    {name: value[rows] for name, value in stacked.items()},
                                    drop_stems)
       writer.write(data, int(count))
-  # The counts file marks a finished shard, so it is moved last.
-  os.replace(os.path.join(partial, shard), os.path.join(out_dir, shard))
-  os.replace(records.counts_path(os.path.join(partial, shard)),
-             records.counts_path(os.path.join(out_dir, shard)))
 
 
 # ---- feature builders for the project's frozen modules ---------------------------------------

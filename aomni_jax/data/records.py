@@ -12,20 +12,25 @@ Record schema, version 1 (a msgpack map; see `aomni_jax/data/README.md`):
   features    {name: {"dtype", "shape", "data": bytes}}, per example axis first (precompute)
 
 Each shard `NAME.array_record` has a sidecar `NAME.counts.npy` (examples per record), so the
-loader can index examples without reading records.
+loader can index examples without reading records. The directory may be a URI (`gs://b/data`,
+see `storage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 
 import msgpack
 import numpy as np
 from array_record.python import array_record_module
+from etils import epath
 
 from aomni_jax.audio import io as audio_io
+from aomni_jax.data import storage
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -84,11 +89,20 @@ def with_features(data: bytes, features: dict[str, np.ndarray], drop_stems: bool
 
 
 class ShardWriter:
-  """Writes one shard and its example-count sidecar; one writer per worker process."""
+  """Writes one shard and its example-count sidecar; one writer per worker process.
+
+  Both are written through `storage.local_file` and appear only when the writer closes without
+  an error, the sidecar last (its presence marks a finished shard), so a killed or failed job
+  never leaves a shard that looks complete. `path` may be a URI.
+  """
 
   def __init__(self, path: str):
     self.path = path
-    self._writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
+    with contextlib.ExitStack() as files:  # unwound only if the writer cannot be opened
+      self._staged_counts = files.enter_context(storage.local_file(counts_path(path)))
+      staged = files.enter_context(storage.local_file(path))  # exits, i.e. lands, first
+      self._writer = array_record_module.ArrayRecordWriter(staged, "group_size:1")
+      self._files = files.pop_all()
     self._counts: list[int] = []
 
   def write(self, data: bytes, num_examples: int) -> None:
@@ -96,18 +110,26 @@ class ShardWriter:
     self._counts.append(num_examples)
 
   def close(self) -> None:
-    self._writer.close()
-    np.save(counts_path(self.path), np.asarray(self._counts, np.int32))
+    self.__exit__(None, None, None)
 
   def __enter__(self) -> ShardWriter:
     return self
 
-  def __exit__(self, *unused_exc) -> None:
-    self.close()
+  def __exit__(self, *exc_info) -> None:
+    """Publishes the shard, or drops it when the block raised."""
+    self._writer.close()
+    if exc_info[0] is None:
+      np.save(self._staged_counts, np.asarray(self._counts, np.int32))
+    self._files.__exit__(*exc_info)
 
 
 def counts_path(shard_path: str) -> str:
   return shard_path.removesuffix(".array_record") + ".counts.npy"
+
+
+def read_counts(shard_path: str) -> np.ndarray:
+  """The examples per record of a shard (local or URI), from its sidecar."""
+  return np.load(io.BytesIO(epath.Path(counts_path(shard_path)).read_bytes()))
 
 
 @dataclasses.dataclass
@@ -126,19 +148,19 @@ class Manifest:
   schema_version: int = SCHEMA_VERSION
 
   def save(self, directory: str) -> None:
-    with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as handle:
-      json.dump(dataclasses.asdict(self), handle, indent=2, sort_keys=True)
+    (epath.Path(directory) / MANIFEST).write_text(
+        json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True))
 
   @classmethod
   def load(cls, directory: str) -> Manifest:
-    path = os.path.join(directory, MANIFEST)
-    if not os.path.exists(path):
+    path = epath.Path(directory) / MANIFEST
+    if not path.exists():
       raise FileNotFoundError(f"{directory} has no {MANIFEST}: not a finished dataset build")
-    with open(path, encoding="utf-8") as handle:
-      manifest = cls(**json.load(handle))
+    manifest = cls(**json.loads(path.read_text()))
     if manifest.schema_version != SCHEMA_VERSION:
       raise ValueError(f"{path}: schema {manifest.schema_version}, expected {SCHEMA_VERSION}")
     return manifest
 
   def shard_paths(self, directory: str) -> list[str]:
-    return [os.path.join(directory, shard) for shard in self.shards]
+    """Paths as strings for array_record, which reads URIs itself (so they stay URIs)."""
+    return [storage.join(directory, shard) for shard in self.shards]

@@ -12,12 +12,17 @@ import csv
 import dataclasses
 import glob
 import gzip
+import io
 import os
 import re
 from typing import Callable
 
+from etils import epath
+
 from aomni_jax.data import debian
 from aomni_jax.data import qt_rcc
+from aomni_jax.data import storage
+from aomni_jax.train.paths import run_path
 
 KINDS = ("event", "background", "speech", "music")
 CSV_COLUMNS = ("path", "label", "kind", "caption", "transcript", "licence", "source", "speaker",
@@ -39,33 +44,37 @@ class Clip:
 
 
 def write_table(clips: list[Clip], path: str) -> None:
-  with open(path, "w", newline="", encoding="utf-8") as handle:
-    writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    for clip in clips:
-      writer.writerow(dataclasses.asdict(clip))
+  """Writes a clip CSV (`path` may be a URI)."""
+  text = io.StringIO(newline="")
+  writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
+  writer.writeheader()
+  for clip in clips:
+    writer.writerow(dataclasses.asdict(clip))
+  epath.Path(path).write_text(text.getvalue())
 
 
 def read_table(path: str, folder: str | None = None) -> list[Clip]:
-  """Reads a clip CSV. Required columns: path, label; kind defaults to "event".
+  """Reads a clip CSV (`path` may be a URI). Required columns: path, label; kind defaults to
+  "event".
 
-  Relative paths are resolved against `folder` (default: the CSV's own directory).
+  Relative paths are resolved against `folder` (default: the CSV's own directory), so a table in
+  a bucket names the clips next to it.
   """
-  folder = folder or os.path.dirname(os.path.abspath(path))
+  folder = folder or os.fspath(run_path(path).parent)
   clips = []
-  with open(path, newline="", encoding="utf-8") as handle:
-    for row_number, row in enumerate(csv.DictReader(handle), start=2):
-      if not row.get("path") or not row.get("label"):
-        raise ValueError(f"{path}:{row_number}: every row needs 'path' and 'label'")
-      kind = row.get("kind") or "event"
-      if kind not in KINDS:
-        raise ValueError(f"{path}:{row_number}: kind {kind!r} is not one of {KINDS}")
-      clips.append(Clip(
-          path=os.path.join(folder, row["path"]), label=row["label"], kind=kind,
-          caption=row.get("caption") or "", transcript=row.get("transcript") or "",
-          licence=row.get("licence") or "unknown", source=row.get("source") or "user",
-          speaker=row.get("speaker") or "",
-          video=os.path.join(folder, row["video"]) if row.get("video") else ""))
+  rows = csv.DictReader(io.StringIO(epath.Path(path).read_text(), newline=""))
+  for row_number, row in enumerate(rows, start=2):
+    if not row.get("path") or not row.get("label"):
+      raise ValueError(f"{path}:{row_number}: every row needs 'path' and 'label'")
+    kind = row.get("kind") or "event"
+    if kind not in KINDS:
+      raise ValueError(f"{path}:{row_number}: kind {kind!r} is not one of {KINDS}")
+    clips.append(Clip(
+        path=storage.join(folder, row["path"]), label=row["label"], kind=kind,
+        caption=row.get("caption") or "", transcript=row.get("transcript") or "",
+        licence=row.get("licence") or "unknown", source=row.get("source") or "user",
+        speaker=row.get("speaker") or "",
+        video=storage.join(folder, row["video"]) if row.get("video") else ""))
   return clips
 
 

@@ -30,7 +30,7 @@ from aomni_jax.data import loader
 from aomni_jax.train import (checkpoint, demo, features, frozen as frozen_lib, metrics as
                              metrics_lib, model_io, preemption, samples, validation)
 from aomni_jax.train.jsonl import StepLog
-from aomni_jax.train.paths import run_path
+from aomni_jax.train.paths import is_uri, run_path
 from aomni_jax.train.state import init_state, make_state_spec, parameter_count
 from aomni_jax.train.step import abstract_batch, abstract_key, build_train_step
 
@@ -64,8 +64,13 @@ def resolve_data_dir(config: Config) -> str:
       raise ConfigError(f"data.root={config.data.root!r} has no manifest.json; build a dataset "
                         "there with `aomni-data build`, or leave data.root empty for the default")
     return config.data.root
+  root = default_data_root()
+  if is_uri(root):
+    raise ConfigError(f"AOMNI_DATA_DIR={root!r}: the embedded default dataset is built and cached "
+                      "on local disk; point AOMNI_DATA_DIR at a local folder, or build a dataset "
+                      "into the bucket (`aomni-data build --out gs://...`) and set data.root to it")
   from aomni_jax.data.default import ensure_default_dataset  # pylint: disable=g-import-not-at-top
-  return ensure_default_dataset(default_data_root())
+  return ensure_default_dataset(root)
 
 
 def _report_memory(compiled: Any) -> None:
