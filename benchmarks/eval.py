@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import jax
 import numpy as np
 
 from aomni_jax.evaluation import distribution

@@ -20,7 +20,7 @@ Batch keys (B = per-process batch size):
                                      the source (zeros for T2A/T2M/TTS, as the official API)
   target_audio  float32 [B, 2, 485100]  stereo 44.1 kHz target, 11 s (omitted when stems were
                                      dropped after precompute)
-  <feature>     any [B, ...]         each precomputed feature (e.g. `vae_latents`, `vae_noise_key`)
+  <feature>     any [B, ...]         each precomputed feature (e.g. `qwen_hidden`, `latent_mean`)
 """
 
 from __future__ import annotations

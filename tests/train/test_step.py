@@ -23,7 +23,19 @@ def _config(mesh, **train):
 
 
 def _batch(config, seed=0):
-  return features.stand_in_step_batch(config, BATCH, seed)
+  # Not features.stand_in_step_batch: the sharded-equality tolerances below were set on exactly
+  # these draws (unscaled posterior std), and a different batch is a different test.
+  rng = np.random.default_rng(seed)
+  batch = {}
+  for name, shape in features.step_batch_shapes(config, BATCH).items():
+    if shape.dtype == np.bool_:
+      batch[name] = rng.random(shape.shape) < 0.5
+    elif shape.dtype == np.int32:
+      batch[name] = rng.integers(1, 100, shape.shape).astype(np.int32)
+    else:
+      batch[name] = rng.standard_normal(shape.shape).astype(np.float32)
+  batch["qwen_mask"][:, :4] = True
+  return batch
 
 
 def _run(config, batch, steps):
