@@ -44,11 +44,15 @@ def port(tmp_path_factory):
                               batch=32)
 
 
-def test_jax_port_matches_the_float_graph_on_real_audio(sound_pool, port):
+@pytest.mark.parametrize("depthwise_by_shifts", [False, True])
+def test_jax_port_matches_the_float_graph_on_real_audio(sound_pool, port, depthwise_by_shifts):
+  """Both ways of running the depthwise layers (convolutions on accelerators, shifted sums on
+  CPU) reproduce the float ONNX graph."""
   patches = np.concatenate([yamnet.log_mel_patches(w) for w in sound_pool[1][:6]])[:6]
   session = float_graph_session()
   expected = [session.run(None, {"audio": p[None, None]}) for p in patches]
-  embeddings, logits = port.run_patches(patches)
+  geometry, params = yamnet_jax.load(port.weights)
+  embeddings, logits = yamnet_jax.forward(geometry, params, patches, depthwise_by_shifts)
   np.testing.assert_allclose(embeddings, np.concatenate([e[0].reshape(1, -1) for e in expected]),
                              rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(logits, np.concatenate([e[1] for e in expected]), rtol=1e-4,
