@@ -25,8 +25,11 @@ RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def _commit() -> str:
-  if os.environ.get("AOMNI_COMMIT"):
-    return os.environ["AOMNI_COMMIT"]
+  given = os.environ.get("AOMNI_COMMIT", "")
+  if given:
+    if not re.fullmatch(r"[0-9a-f]{7,40}", given):
+      raise ValueError(f"AOMNI_COMMIT={given!r} is not a commit hash (git rev-parse HEAD)")
+    return given
   try:
     return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
                           text=True, check=True, cwd=RESULTS_DIR.parent).stdout.strip()
@@ -43,7 +46,7 @@ def environment() -> dict[str, Any]:
   return dict(device=devices[0].device_kind, platform=devices[0].platform,
               device_count=len(devices), process_count=jax.process_count(),
               jax=jax.__version__, jaxlib=jaxlib.__version__, flax=flax.__version__,
-              python=platform.python_version(), commit=_commit(),
+              python=platform.python_version(), commit=_commit(), host_cpus=os.cpu_count(),
               date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 

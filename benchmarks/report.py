@@ -21,31 +21,35 @@ CPU_FIGURES = frozenset({"eval"})
 BEGIN, END = "<!-- perf-table:begin -->", "<!-- perf-table:end -->"
 
 
-def newest(files: list[pathlib.Path], include_cpu: bool) -> list[dict]:
-  """The newest result per (benchmark, device), in benchmark-name order."""
-  latest: dict[tuple[str, str], dict] = {}
+def newest(files: list[pathlib.Path], include_cpu: bool) -> list[tuple[dict, dict]]:
+  """(environment, row) of the newest measurement of each (benchmark, device, workload), in
+  benchmark-name order: a run that measures only some workloads (e.g. `eval.py --backbones`)
+  replaces those rows and keeps the others."""
+  latest: dict[tuple[str, str, str], tuple[dict, dict]] = {}
   for path in files:
     result = json.loads(path.read_text(encoding="utf-8"))
     if "environment" not in result:  # e.g. aomni-aot's compile reports (their own README rows)
       continue
-    env = result["environment"]
+    env = dict(result["environment"], benchmark=result["benchmark"])
     if env["platform"] == "cpu" and not include_cpu and result["benchmark"] not in CPU_FIGURES:
       continue
-    key = (result["benchmark"], env["device"])
-    if key not in latest or env["date"] > latest[key]["environment"]["date"]:
-      latest[key] = result
-  return [latest[k] for k in sorted(latest)]
+    for order, row in enumerate(result["rows"]):
+      key = (result["benchmark"], env["device"], row["what"])
+      if key not in latest or env["date"] > latest[key][0]["date"]:
+        latest[key] = (dict(env, order=order), row)
+  return sorted(latest.values(), key=lambda pair: (pair[0]["benchmark"], pair[0]["device"],
+                                                   pair[0]["date"], pair[0]["order"]))
 
 
-def table(results: list[dict]) -> str:
+def table(measurements: list[tuple[dict, dict]]) -> str:
   lines = ["| benchmark | workload | result | device | date, commit |", "|---|---|---|---|---|"]
-  for result in results:
-    env = result["environment"]
+  for env, row in measurements:
     where = f"{env['device']}" + (f" ×{env['device_count']}" if env["device_count"] > 1 else "")
+    if env["platform"] == "cpu" and env.get("host_cpus"):
+      where = f"CPU, {env['host_cpus']} cores"
     stamp = f"{env['date'][:10]}, {env['commit'][:8]}"
-    for row in result["rows"]:
-      text = row.get("summary") or f"error: {row['error'][:80]}"
-      lines.append(f"| {result['benchmark']} | {row['what']} | {text} | {where} | {stamp} |")
+    text = row.get("summary") or f"error: {row['error'][:80]}"
+    lines.append(f"| {env['benchmark']} | {row['what']} | {text} | {where} | {stamp} |")
   return "\n".join(lines)
 
 
