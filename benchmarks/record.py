@@ -5,8 +5,9 @@ Every benchmark ends with `record.save(name, rows, config)`. Each row is a dict 
 `benchmarks/report.py` builds the README's performance table from these files, so every figure
 there names its device, date, commit and library versions.
 
-On a machine without the git checkout (a rented GPU), set AOMNI_COMMIT; AOMNI_RESULTS_DIR sends
-the files elsewhere (e.g. a folder that is copied back).
+On a machine without the git checkout, or whose copy of it may be stale (a rented GPU), set
+AOMNI_COMMIT to the hash from your own checkout (`$(git rev-parse HEAD)` expanded *there*, not on
+the rented machine); AOMNI_RESULTS_DIR sends the files elsewhere (e.g. a folder copied back).
 """
 
 from __future__ import annotations
