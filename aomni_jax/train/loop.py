@@ -201,14 +201,15 @@ def _train(config: Config, workdir, mesh, stop_at: int | None,
     for step in range(start, end):
       batch = next(iterator)
       completed = step + 1
-      interrupted = stop.requested(completed)
-      save_now = (manager.should_save(completed) or completed == end
-                  or (interrupted and tc.checkpoint_on_signal))
-      iterator_state = iterator.get_state() if save_now else None
+      iterator_state = iterator.get_state()  # the data position a checkpoint of `completed` needs
       step_batch = stage(batch)
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
         state, step_metrics = compiled(state, step_batch, base_key)
       handle(logger.push(step_metrics))
+      # Asked after the step is dispatched, so a signal during it stops the run right after it.
+      interrupted = stop.requested(completed)
+      save_now = (manager.should_save(completed) or completed == end
+                  or (interrupted and tc.checkpoint_on_signal))
       if save_now:
         handle(logger.flush())  # never save a step that is not checked
         checkpoint.save(manager, state, config, iterator_state, force=True)

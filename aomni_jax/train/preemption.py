@@ -69,9 +69,9 @@ class StopRequest:
       signal.signal(signal.SIGINT, signal.default_int_handler)
       raise KeyboardInterrupt
     self._signal_name = name
-    _log.warning("%s received: finishing this step and %s (Ctrl-C again aborts without saving)",
-                 name, "stopping on all hosts at the same step" if self._multi_process
-                 else "stopping")
+    _log.warning("%s received: finishing the steps in flight and %s (Ctrl-C again aborts "
+                 "without saving)", name,
+                 "stopping on all hosts at the same step" if self._multi_process else "stopping")
     if self._multi_process and signum == signal.SIGINT:
       signal.raise_signal(signal.SIGTERM)  # JAX's preemption service tells every host
 
