@@ -16,7 +16,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-# Evaluation runs wherever the user is: its clips/s on a plain CPU host is asked for, not a smoke run.
+# Evaluation runs wherever the user is: its CPU clips/s is a headline figure, not a smoke run.
 CPU_FIGURES = frozenset({"eval"})
 BEGIN, END = "<!-- perf-table:begin -->", "<!-- perf-table:end -->"
 

@@ -116,7 +116,7 @@ class Rule:
 
 
 def dense_rules(source: str, target: str) -> list[Rule]:
-  """A torch `nn.Linear` (`.weight` [out, in], `.bias`) → a Dense's `kernel` [in, out] and `bias`."""
+  """A torch `nn.Linear` (`.weight` [out, in], `.bias`) → a Dense's `kernel` [in, out], `bias`."""
   return [Rule(f"{source}.weight", f"{target}/kernel", linear),
           Rule(f"{source}.bias", f"{target}/bias", identity)]
 
