@@ -61,7 +61,7 @@ def reference(synthetic_dataset, model_dir, compilation_cache, tmp_path_factory)
 def _stop_at_a_random_point(command, env, workdir, sig):
   rng = random.Random(os.environ.get("PYTEST_SEED", time.time_ns()))
   # Logged steps before the signal. A loss row is written one step late (metrics are fetched a
-  # step behind, so the host never waits for the device), the signal lands up to 0.5 s later,
+  # step behind, so the host never waits for the device), the signal lands up to 0.2 s later,
   # and a step in flight when it lands is followed by one more: the run stops at most 3 steps
   # after `kill_after`, which must leave it short of the end.
   kill_after = rng.randint(1, NUM_STEPS - 4)
@@ -71,7 +71,7 @@ def _stop_at_a_random_point(command, env, workdir, sig):
   while _lines(os.path.join(workdir, "metrics.jsonl")) < kill_after and process.poll() is None:
     assert time.monotonic() < deadline, "the run to be stopped made no progress"
     time.sleep(0.05)
-  time.sleep(rng.uniform(0.0, 0.5))
+  time.sleep(rng.uniform(0.0, 0.2))  # within a step (steps take 0.3–1 s here)
   process.send_signal(sig)
   stdout, stderr = process.communicate()
   return process.returncode, stdout, stderr, kill_after
