@@ -123,6 +123,17 @@ def _port_in_use(address: str) -> str | None:
   return None  # no socket family could be probed: let jax report what it finds
 
 
+def _startup_failure(group: ProcessGroup | None, cfg: MeshConfig,
+                     reason: str) -> DistributedStartupError:
+  where = (f"process {group.process_id} of {group.num_processes} (from the {group.source}) "
+           f"could not start or join the coordinator at {group.coordinator_address}" if group else
+           "JAX detected a cluster but could not join it")
+  return DistributedStartupError(
+      f"multi-process start-up failed: {where} within {cfg.init_timeout_s}s: {reason}. "
+      "Start every process (all hosts at once), check the coordinator is reachable and its port "
+      "open; set mesh.single_process=True only for a deliberately single-process run")
+
+
 def initialize_distributed(cfg: MeshConfig) -> bool:
   """Starts the multi-process JAX runtime when there is more than one process; call it first.
 
@@ -162,11 +173,10 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
   if group is not None:
     kwargs.update(coordinator_address=group.coordinator_address,
                   num_processes=group.num_processes, process_id=group.process_id)
+  if group is not None and group.process_id == 0 and (taken := _port_in_use(
+      group.coordinator_address)):
+    raise _startup_failure(group, cfg, taken)
   try:
-    taken = (_port_in_use(group.coordinator_address)
-             if group is not None and group.process_id == 0 else None)
-    if taken:
-      raise RuntimeError(taken)
     jax.distributed.initialize(**kwargs)
   except ValueError as err:  # jax found no cluster, or rejected what it was given
     if group is not None or os.environ.get(ENV_COORDINATOR):
@@ -177,15 +187,7 @@ def initialize_distributed(cfg: MeshConfig) -> bool:
     _log.debug("single-process run: no cluster detected (%s)", err)
     return False
   except Exception as err:  # coordinator unreachable, timeout, peers missing
-    where = (f"process {group.process_id} of {group.num_processes} (from the {group.source}) "
-             f"could not start or join the coordinator at {group.coordinator_address}" if group else
-             "JAX detected a cluster but could not join it")
-    raise DistributedStartupError(
-        f"multi-process start-up failed: {where} within {cfg.init_timeout_s}s: "
-        f"{_first_line(err)}. "
-        "Start every process (all hosts at once), check the coordinator is reachable and "
-        "its port open; set mesh.single_process=True only for a deliberately "
-        "single-process run") from err
+    raise _startup_failure(group, cfg, _first_line(err)) from err
   return True
 
 

@@ -25,6 +25,7 @@ from aomni_jax.conversion.common import flat_shapes, read_state_dict
 from aomni_jax.conversion.official import COMPONENTS, convert_official, qwen_config
 from aomni_jax.conversion.synchformer import convert_synchformer
 from aomni_jax.inference import model_dir
+from aomni_jax.train.paths import is_uri
 
 
 def checkpoint_keys(path: str) -> list[str]:
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="components to leave out (e.g. qwen for a checkpoint without it)")
   args = parser.parse_args(argv)
   cfg = load_config(args.config, args.set) if args.config else apply_overrides(Config(), args.set)
+  for flag, path in (("checkpoint", args.checkpoint), ("--synchformer", args.synchformer)):
+    if path is not None and is_uri(path):
+      raise UserError(f"{flag} {path!r}: the official checkpoints are memory-mapped from local "
+                      "disk; copy the file here first (gcloud storage cp)")
   if not os.path.exists(args.checkpoint):
     raise UserError(f"checkpoint {args.checkpoint!r} does not exist")
   if args.synchformer is not None and not os.path.exists(args.synchformer):

@@ -65,6 +65,13 @@ ROWS = [
     ("aomni-data", ["build", "--out", "{tmp}/out", "--shards", "0"], "--shards must be >= 1"),
     ("aomni-data", ["inspect", "--data", "{tmp}"], "has no manifest.json"),
     ("aomni-data", ["precompute"], "the following arguments are required: --data, --out"),
+    # aomni-convert: inputs are checked before anything is read or written
+    ("aomni-convert", ["{tmp}/nope.ckpt", "{tmp}/out"], "nope.ckpt' does not exist"),
+    ("aomni-convert", ["gs://bucket/model.ckpt", "{tmp}/out"], "memory-mapped from local disk"),
+    ("aomni-convert", ["{tmp}/tone.wav", "{tmp}/out", "--synchformer", "gs://b/s.pth"],
+     "memory-mapped from local disk"),
+    ("aomni-convert", ["{tmp}/tone.wav", "{tmp}/out", "--synchformer", "{tmp}/nope.pth"],
+     "nope.pth' does not exist"),
     # aomni-train (the wrapper; the loop's own errors are tested in tests/train)
     ("aomni-train", [], "the following arguments are required: --config"),
     ("aomni-train", ["--config", "nope.py"], "config file 'nope.py' does not exist"),
