@@ -346,6 +346,9 @@ class AutoencoderConfig:
   # Initial bias of the encoder's scale channels: 0 gives posterior std softplus(0) ≈ 0.69, noise
   # that swamps a fresh encoder's near-zero means; −4 (std ≈ 0.02) lets a short run learn first.
   posterior_scale_bias: float = 0.0
+  # Train every conv as g · v / ‖v‖ (stable-audio-tools' WNConv1d); exported folded, so the
+  # model directory holds plain kernels like a converted official VAE.
+  weight_norm: bool = False
   l1_weight: float = 0.0  # time-domain L1
   discriminator: bool = False
   discriminator_start: int = 0  # generator-only steps before the adversarial losses switch on

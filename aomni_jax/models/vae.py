@@ -1,7 +1,8 @@
 """Oobleck VAE (official_spec §6): the frozen autoencoder between stereo audio and DiT latents.
 
 Activations are channels-last ([B, T, C]). Weight norm is folded at conversion, so every conv holds
-a plain kernel `[k, in, out]`; transposed convs hold the equivalent forward-conv kernel (flipped,
+a plain kernel `[k, in, out]` (training from scratch may keep it unfolded: `weight_norm=True`, the
+stable-audio-tools parametrisation, folded again by `fold_weight_norm` for export); transposed convs hold the equivalent forward-conv kernel (flipped,
 `conversion.common.conv_transpose1d`) and run polyphase (see `ConvTranspose1d`), with PyTorch's
 output length `(L − 1)·s − 2p + k`.
 
@@ -34,6 +35,36 @@ _KERNEL_INIT = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform",
 
 
 # ---------------------------------------------------------------------------------------------
+# Weight norm (training only): kernel = g · v / ‖v‖, ‖·‖ over every axis but the gain's channel.
+
+class _Kernel(nnx.Module):
+  """A conv kernel [k, in, out]: a plain `kernel`, or `kernel_v` + `kernel_g` starting at the
+  same kernel (g = ‖v‖, as PyTorch's `weight_norm` does when it wraps an initialised conv)."""
+
+  def _init_kernel(self, rngs: nnx.Rngs, shape: tuple[int, int, int], gain_axis: int,
+                   weight_norm: bool, param_dtype: jnp.dtype) -> None:
+    axes = (None, "conv_in", "conv_out")
+    self.kernel_size = shape[0]
+    kernel = make_param(rngs, _KERNEL_INIT, shape, axes, param_dtype)
+    if not weight_norm:
+      self.kernel = kernel
+      return
+    self.norm_axes = tuple(a for a in range(3) if a != gain_axis)
+    self.kernel_v = kernel
+    self.kernel_g = nnx.Param(jnp.sqrt(jnp.sum(jnp.square(kernel[...]), axis=self.norm_axes)),
+                              out_sharding=(axes[gain_axis],), eager_sharding=False)
+
+  def kernel_value(self) -> jax.Array:
+    """The kernel the conv applies (weight norm folded)."""
+    if not hasattr(self, "kernel_v"):
+      return self.kernel[...]
+    v = self.kernel_v[...].astype(jnp.float32)
+    gain = self.kernel_g[...].astype(jnp.float32) * jax.lax.rsqrt(
+        jnp.sum(jnp.square(v), axis=self.norm_axes) + 1e-12)
+    return (v * jnp.expand_dims(gain, self.norm_axes)).astype(self.kernel_v.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
 # Layers.
 
 def snake_beta(x: jax.Array, log_alpha: jax.Array, log_beta: jax.Array) -> jax.Array:
@@ -56,22 +87,20 @@ class SnakeBeta(nnx.Module):
     return snake_beta(x, self.alpha[...], self.beta[...])
 
 
-class Conv1d(nnx.Module):
+class Conv1d(_Kernel):
   """PyTorch-semantics Conv1d (symmetric zero padding) on [B, T, C]; kernel [k, in, out]."""
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, rngs: nnx.Rngs,
                dtype: jnp.dtype, param_dtype: jnp.dtype, stride: int = 1, dilation: int = 1,
-               padding: int = 0, use_bias: bool = True):
+               padding: int = 0, use_bias: bool = True, weight_norm: bool = False):
     self.stride, self.dilation, self.padding, self.dtype = stride, dilation, padding, dtype
-    self.kernel = make_param(rngs, _KERNEL_INIT,
-                             (kernel_size, in_channels, out_channels),
-                             (None, "conv_in", "conv_out"), param_dtype)
+    self._init_kernel(rngs, (kernel_size, in_channels, out_channels), 2, weight_norm, param_dtype)
     self.bias = (make_param(rngs, jax.nn.initializers.zeros, (out_channels,), ("conv_out",),
                             param_dtype) if use_bias else None)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), self.kernel[...].astype(self.dtype), (self.stride,),
+        x.astype(self.dtype), self.kernel_value().astype(self.dtype), (self.stride,),
         [(self.padding, self.padding)], rhs_dilation=(self.dilation,),
         dimension_numbers=_DIMENSIONS)
     if self.bias is not None:
@@ -79,7 +108,7 @@ class Conv1d(nnx.Module):
     return y
 
 
-class ConvTranspose1d(nnx.Module):
+class ConvTranspose1d(_Kernel):
   """PyTorch-semantics ConvTranspose1d (no output padding), computed polyphase.
 
   The kernel is stored in forward-conv form: PyTorch's [in, out, k] flipped along k, as [k, in, out]
@@ -91,29 +120,31 @@ class ConvTranspose1d(nnx.Module):
   """
 
   def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int,
-               padding: int, rngs: nnx.Rngs, dtype: jnp.dtype, param_dtype: jnp.dtype):
+               padding: int, rngs: nnx.Rngs, dtype: jnp.dtype, param_dtype: jnp.dtype,
+               weight_norm: bool = False):
     if padding > kernel_size - 1:
       raise ValueError(f"padding {padding} must not exceed kernel_size - 1 = {kernel_size - 1}")
     self.stride, self.padding, self.dtype = stride, padding, dtype
-    self.kernel = make_param(rngs, _KERNEL_INIT,
-                             (kernel_size, in_channels, out_channels),
-                             (None, "conv_in", "conv_out"), param_dtype)
+    # PyTorch's weight_norm keeps its dim 0 of [in, out, k]: one gain per input channel here.
+    self._init_kernel(rngs, (kernel_size, in_channels, out_channels), 1, weight_norm, param_dtype)
     self.bias = make_param(rngs, jax.nn.initializers.zeros, (out_channels,), ("conv_out",),
                            param_dtype)
 
   def _phase_kernel(self) -> jax.Array:
     """[m, in, s·out]: tap t of the conv reads x[q − (m − 1 − t)] and holds w[(m−1−t)·s + r]."""
-    k, c_in, c_out = self.kernel.shape
+    w = self.kernel_value().astype(self.dtype)
+    k, c_in, c_out = w.shape
     s = self.stride
     m = -(-k // s)
-    w = self.kernel[...].astype(self.dtype)[::-1]  # back to PyTorch tap order
+    w = w[::-1]  # back to PyTorch tap order
     w = jnp.pad(w, ((0, m * s - k), (0, 0), (0, 0)))
     taps = w.reshape(m, s, c_in, c_out).transpose(0, 2, 1, 3).reshape(m, c_in, s * c_out)
     return taps[::-1]
 
   def __call__(self, x: jax.Array) -> jax.Array:
     batch, length, _ = x.shape
-    k, _, c_out = self.kernel.shape
+    k = self.kernel_size
+    c_out = self.bias.shape[0]
     kernel = self._phase_kernel()
     m = kernel.shape[0]
     y = jax.lax.conv_general_dilated(x.astype(self.dtype), kernel, (1,), [(m - 1, m - 1)],
@@ -129,9 +160,11 @@ class _Numerics:
   rngs: nnx.Rngs
   dtype: jnp.dtype
   param_dtype: jnp.dtype
+  weight_norm: bool
 
   def kwargs(self) -> dict:
-    return {"rngs": self.rngs, "dtype": self.dtype, "param_dtype": self.param_dtype}
+    return {"rngs": self.rngs, "dtype": self.dtype, "param_dtype": self.param_dtype,
+            "weight_norm": self.weight_norm}
 
   def snake(self, channels: int) -> SnakeBeta:
     return SnakeBeta(channels, rngs=self.rngs, param_dtype=self.param_dtype)
@@ -369,11 +402,15 @@ def _map_windows(fn: Callable[[jax.Array], jax.Array], windows: jax.Array) -> ja
 # The pretransform.
 
 class OobleckVAE(nnx.Module):
-  """Encoder + `vae` bottleneck + decoder, with the official pretransform's latent scale."""
+  """Encoder + `vae` bottleneck + decoder, with the official pretransform's latent scale.
 
-  def __init__(self, cfg: VAEConfig, *, rngs: nnx.Rngs):
+  `weight_norm=True` parametrises every conv as stable-audio-tools trains it (g · v / ‖v‖);
+  `fold_weight_norm` turns such a VAE into the plain one that inference and conversion use.
+  """
+
+  def __init__(self, cfg: VAEConfig, *, rngs: nnx.Rngs, weight_norm: bool = False):
     self.cfg = cfg
-    numerics = _Numerics(rngs, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype))
+    numerics = _Numerics(rngs, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype), weight_norm)
     self.encoder = OobleckEncoder(cfg, numerics)
     self.decoder = OobleckDecoder(cfg, numerics)
 
@@ -452,3 +489,17 @@ class OobleckVAE(nnx.Module):
     plan = _window_plan(num_frames, chunk, overlap)
     windows = jnp.stack([latents[:, start:start + chunk] for start, _, _ in plan])
     return _stitch(_map_windows(self.decode, windows), plan, per_frame)
+
+
+def fold_weight_norm(vae: OobleckVAE) -> OobleckVAE:
+  """The plain-kernel OobleckVAE computing the same function as a `weight_norm=True` one."""
+  plain = nnx.eval_shape(lambda: OobleckVAE(vae.cfg, rngs=nnx.Rngs(0)))
+  kernels = {path: node.kernel_value() for path, node in nnx.iter_graph(vae)
+             if isinstance(node, _Kernel)}
+  values = dict(nnx.to_flat_state(nnx.state(vae, nnx.Param)))
+  graphdef, state = nnx.split(plain)
+  flat = []
+  for path, var in nnx.to_flat_state(state):
+    value = kernels[path[:-1]] if path[-1] == "kernel" else values[path][...]
+    flat.append((path, var.replace(value=value)))
+  return nnx.merge(graphdef, nnx.from_flat_state(flat))

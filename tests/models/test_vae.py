@@ -83,6 +83,54 @@ def test_convs_match_pytorch(stride):
     np.testing.assert_allclose(out, expected, atol=1e-5, err_msg=type(reference).__name__)
 
 
+def test_weight_norm_convs_match_pytorch_weight_norm():
+  """g · v / ‖v‖ with PyTorch's norm axes: per output channel for Conv1d, per input channel for
+  ConvTranspose1d (weight_norm's default dim 0 of [out, in, k] and of [in, out, k])."""
+  wn = torch.nn.utils.parametrizations.weight_norm
+  torch.manual_seed(0)
+  references = [wn(torch.nn.Conv1d(3, 5, 4, stride=2, padding=1)),
+                wn(torch.nn.ConvTranspose1d(3, 5, 4, stride=2, padding=1))]
+  numerics = dict(rngs=nnx.Rngs(0), dtype=jnp.float32, param_dtype=jnp.float32, weight_norm=True)
+  ours = [vae_lib.Conv1d(3, 5, 4, stride=2, padding=1, **numerics),
+          vae_lib.ConvTranspose1d(3, 5, 4, stride=2, padding=1, **numerics)]
+  layouts = (conv1d, conv_transpose1d)
+  x = np.random.default_rng(0).normal(size=(2, 3, 9)).astype(np.float32)
+  for layer, reference, layout in zip(ours, references, layouts):
+    with torch.no_grad():  # a gain that is not ‖v‖, so the normalisation is exercised
+      reference.parametrizations.weight.original0.mul_(torch.linspace(0.5, 2.0, 5 if isinstance(
+          reference, torch.nn.Conv1d) else 3).reshape(-1, 1, 1))
+    original = reference.parametrizations.weight
+    layer.kernel_v.set_value(jnp.asarray(layout(original.original1.detach().numpy())))
+    layer.kernel_g.set_value(jnp.asarray(original.original0.detach().numpy().reshape(-1)))
+    layer.bias.set_value(jnp.asarray(reference.bias.detach().numpy()))
+    np.testing.assert_allclose(layer.kernel_value(), layout(reference.weight.detach().numpy()),
+                               rtol=1e-6, atol=1e-7, err_msg=type(reference).__name__)
+    with jax.default_matmul_precision("highest"):
+      out = np.swapaxes(np.asarray(layer(jnp.swapaxes(jnp.asarray(x), 1, 2))), 1, 2)
+    np.testing.assert_allclose(out, reference(torch.from_numpy(x)).detach().numpy(), atol=1e-5,
+                               err_msg=type(reference).__name__)
+
+
+def test_weight_norm_starts_at_the_plain_init_and_folds_to_the_same_function():
+  plain = vae_lib.OobleckVAE(TINY, rngs=nnx.Rngs(3))
+  normed = vae_lib.OobleckVAE(TINY, rngs=nnx.Rngs(3), weight_norm=True)
+  audio = jnp.asarray(audio_of(64, batch=2))
+  np.testing.assert_allclose(normed.decoder(normed.posterior(audio).mean),
+                             plain.decoder(plain.posterior(audio).mean), rtol=1e-5, atol=1e-7)
+  params = nnx.state(normed, nnx.Param)
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
+  nnx.update(normed, jax.tree.unflatten(tree, [x + 0.1 * jax.random.normal(k, x.shape)
+                                               for x, k in zip(leaves, keys)]))
+  folded = vae_lib.fold_weight_norm(normed)
+  names = {path[-1] for path, _ in nnx.to_flat_state(nnx.state(folded, nnx.Param))}
+  assert names == {"kernel", "bias", "alpha", "beta"}
+  want = normed.decoder(normed.posterior(audio).mean)
+  assert float(jnp.max(jnp.abs(want - plain.decoder(plain.posterior(audio).mean)))) > 1e-3
+  np.testing.assert_allclose(folded.decoder(folded.posterior(audio).mean), want, rtol=1e-5,
+                             atol=1e-6)
+
+
 @pytest.mark.parametrize("strides", [(2, 4), (3, 2)])
 def test_length_formulas_match_the_model(strides):
   cfg = dataclasses.replace(TINY, strides=strides)

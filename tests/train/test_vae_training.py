@@ -84,6 +84,30 @@ def test_resume_is_exact_and_export_is_a_model_dir(synthetic_dataset, tmp_path):
       "00_input.png", "00_input.wav"]
 
 
+def test_weight_norm_training_exports_plain_kernels(synthetic_dataset, tmp_path):
+  """Trained as g · v / ‖v‖, exported folded: the model directory loads into the plain VAE that
+  inference uses (strict shapes), and reconstructs as the trained weights do."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
+  from aomni_jax.train import checkpoint  # pylint: disable=g-import-not-at-top
+  config = load_config("configs/vae_tiny.py", SMALL + [
+      f"data.root={synthetic_dataset}", "autoencoder.weight_norm=True", "train.batch_size=8",
+      "autoencoder.crop_samples=2048", "train.num_steps=1", "train.checkpoint_every=1",
+      "train.sample_every=0"])
+  result = loop.train(config, str(tmp_path))
+  plain = model_dir.load_component(result.export_dir, "vae",
+                                   lambda: OobleckVAE(config.model.vae, rngs=nnx.Rngs(0)))
+  spec = step_lib.make_spec(config, parallel.make_mesh(config.mesh, jax.devices()[:1]))
+  state = checkpoint.restore(checkpoint.make_manager(str(tmp_path / "checkpoints"), config),
+                             spec.abstract, None)
+  trained = nnx.merge(spec.graphdefs[step_lib.VAE], *jax.device_get(
+      (state.ema_params[step_lib.VAE], state.buffers[step_lib.VAE])))
+  assert "kernel_v" in str(nnx.to_flat_state(nnx.state(trained, nnx.Param)))
+  audio = _tone_batch()[step_lib.AUDIO]
+  np.testing.assert_allclose(plain.decoder(plain.posterior(audio).mean),
+                             trained.decoder(trained.posterior(audio).mean), rtol=1e-4, atol=1e-6)
+
+
 def test_split_holds_out_whole_records_and_crops_skip_silence(synthetic_dataset):
   split = crops.split_signals(synthetic_dataset, holdout_every=4)
   held = {s.record for s in split.heldout}

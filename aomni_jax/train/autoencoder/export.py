@@ -16,13 +16,16 @@ import numpy as np
 from flax import nnx
 
 from aomni_jax.config import Config
+from aomni_jax.models.vae import fold_weight_norm
 from aomni_jax.train.autoencoder.step import AUDIO, VAE
 from aomni_jax.train.state import StateSpec
 
 
 def vae_module(spec: StateSpec, params: dict, buffers: dict) -> nnx.Module:
-  """The VAE with `params[VAE]` (host copies)."""
-  return nnx.merge(spec.graphdefs[VAE], *jax.device_get((params[VAE], buffers[VAE])))
+  """The VAE with `params[VAE]` (host copies), weight norm folded: plain kernels, as inference
+  and a converted official VAE hold them."""
+  vae = nnx.merge(spec.graphdefs[VAE], *jax.device_get((params[VAE], buffers[VAE])))
+  return fold_weight_norm(vae)
 
 
 def latent_scale(vae: nnx.Module, batches: Iterator[dict[str, np.ndarray]], num_batches: int,

@@ -35,8 +35,8 @@ def build_modules(config: Config, rngs: nnx.Rngs) -> dict[str, nnx.Module]:
   """The VAE, and the discriminator when `autoencoder.discriminator` is on."""
   from aomni_jax.models.discriminator import MultiScaleSTFTDiscriminator  # pylint: disable=g-import-not-at-top
   from aomni_jax.models.vae import OobleckVAE  # pylint: disable=g-import-not-at-top
-  vae = OobleckVAE(config.model.vae, rngs=rngs)
   ae = config.autoencoder
+  vae = OobleckVAE(config.model.vae, rngs=rngs, weight_norm=ae.weight_norm)
   bias = vae.encoder.conv_out.bias  # [mean | scale] channels
   bias.value = bias.value.at[config.model.vae.latent_dim:].set(ae.posterior_scale_bias)
   modules = {VAE: vae}
