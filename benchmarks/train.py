@@ -245,7 +245,8 @@ def add_comparisons(rows: list[dict]) -> None:
     r["scaling"] = r["examples_per_s_per_device"] / base[r["feed"]] if r["feed"] in base else None
     r["loader_overhead"] = (r["ms"] / in_memory[r["devices"]] - 1
                             if r["feed"] == LOADER and r["devices"] in in_memory else None)
-    r["what"] = f"full step, {r['feed']}, {r['devices']} device(s) x batch {r['batch'] // r['devices']}"
+    devices = f"{r['devices']} device" + ("s" if r["devices"] > 1 else "")
+    r["what"] = f"full step, {r['feed']}, {devices} × batch {r['batch'] // r['devices']}"
     parts = [f"{r['ms']:.1f} ms/step (range {r['step_ms']['min']:.1f}–{r['step_ms']['max']:.1f})",
              f"MFU {_percent(r['mfu'])}",
              f"{r['examples_per_s_per_device']:.2f} ex/s/device"]
@@ -315,7 +316,8 @@ def main(argv=None) -> int:
   if args.max_batch:
     largest = largest_batch(config, available[:1], args.batch, 256)
     extra_rows.append(dict(what="largest batch per device, 1 device (compile-time memory)",
-                           batch=largest, summary=f"{largest}"))
+                           batch=largest, summary=str(largest) if largest > 0 else
+                           "unknown: the device reports no memory limit"))
     print(f"largest batch per device (1 device, compile-time memory): {largest}")
   record.save("train", rows + extra_rows,
               dict(config=args.config, overrides=args.set, batch_per_device=args.batch,
