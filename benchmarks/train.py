@@ -9,19 +9,20 @@ largest batch per device and FSDP scaling over 1, 2, 4 … devices.
 
 By default the step runs on one in-memory batch of random arrays. With `--features DIR` it also
 runs as `aomni-train` does with `data.precomputed=True`: batches come from the real loader
-(grain, ArrayRecord, `config.data.num_workers` workers) over a precomputed dataset in DIR and go
-through the loop's frozen stage, so reading and decoding ≈ 16 MB of features per example is
-inside the step time. DIR is built once (skipped when it exists, resumed when partial) from the
+(grain, ArrayRecord, `data.num_workers` worker processes, or each count of `--workers`) over a
+precomputed dataset in DIR and go through the loop's frozen stage, so reading and decoding
+≈ 16 MB of features per example is inside the step time. DIR is built once (skipped when it exists, resumed when partial) from the
 raw dataset `--raw` by the real precompute job (`data.precompute`), with the real-shape frozen
 modules holding RANDOM weights (`benchmarks/random_frozen.py`): the features are noise, the
 figures are speed only. The same steps on the in-memory batch of the same shapes are measured
 next to it, so the input pipeline's cost is the difference.
 
-    python benchmarks/train.py --features /tmp/feats --raw .benchdata/raw --devices 1 2
-    python benchmarks/train.py --tiny --features /tmp/feats-tiny --raw .benchdata/raw
+    python benchmarks/train.py --features /tmp/feats --devices 1 2 --workers 2 8
+    python benchmarks/train.py --tiny --features /tmp/feats-tiny     # CPU smoke run (< 1 min)
 
 `.benchdata/raw` (git-ignored, ≈ 13 MB) is one shard of the embedded default dataset
-(`data.default`, 29 records, 65 examples of every task but V2A/V2M) with its manifest recounted.
+(`data.default`, 29 records, 65 examples of every task but V2A/V2M) with its manifest recounted;
+`--raw` (default `.benchdata/raw`) takes any dataset `aomni-data build` writes.
 
 Targets (issue 6): ≤ 280 ms per step at batch 8 on one H100 (the official code: 604 ms) and
 ≥ 90 % scaling efficiency per GPU on 2 and 4 GPUs (issue 10: ≥ 93 % on 2×H200 fed by the
@@ -131,9 +132,11 @@ def _row(setup: Setup, devices: list, feed: str, timing: dict, compiled, compile
 
 
 def measure(config: Config, devices: list, per_device_batch: int, steps: int,
-            modules: frozen.FrozenModules | None = None, features_dir: str = "") -> list[dict]:
-  """The in-memory row, and with `features_dir` the loader-fed row after it: same compiled step
-  and state, batches through the loop's frozen stage over `modules`."""
+            modules: frozen.FrozenModules | None = None, features_dir: str = "",
+            worker_counts: tuple[int, ...] = ()) -> list[dict]:
+  """The in-memory row, and with `features_dir` one loader-fed row per number of data workers
+  after it: same compiled step and state, batches through the loop's frozen stage over
+  `modules`."""
   setup = _setup(config, devices, per_device_batch)
   t0 = time.perf_counter()
   compiled = setup.compile()
@@ -148,9 +151,21 @@ def measure(config: Config, devices: list, per_device_batch: int, steps: int,
   if not features_dir:
     return rows
   stage = features.FrozenStage(setup.config, setup.mesh, modules, setup.batch_size)
+  for workers in worker_counts:
+    state, timing = _loader_steps(setup, compiled, state, key, stage, features_dir, workers, steps)
+    rows.append(dict(_row(setup, devices, f"{LOADER}, {workers} worker" + "s" * (workers != 1), timing, compiled,
+                          compile_s), workers=workers))
+  return rows
+
+
+def _loader_steps(setup: Setup, compiled, state, key, stage: features.FrozenStage,
+                  features_dir: str, workers: int, steps: int) -> tuple[Any, dict]:
+  """`run_steps` on batches from the loop's iterator (`workers` data worker processes)."""
+  tc = setup.config.train
   iterator = loader.make_train_iterator(
-      features_dir, setup.batch_size, seed=setup.config.train.seed,
-      worker_count=setup.config.data.num_workers, shapes=loader.Shapes.for_model(config.model))
+      features_dir, setup.batch_size, seed=tc.seed, worker_count=workers,
+      shapes=loader.Shapes.for_model(setup.config.model),
+      split="train" if tc.eval_every > 0 else "all", eval_fraction=tc.eval_fraction)
   iterator.start_prefetch()
 
   def next_batch():
@@ -160,12 +175,10 @@ def measure(config: Config, devices: list, per_device_batch: int, steps: int,
     return stage(loader_batch), waited
 
   try:
-    state, timing = run_steps(compiled, state, key, next_batch, steps)
+    return run_steps(compiled, state, key, next_batch, steps)
   finally:
     gc.collect()  # frees the workers' shared-memory batches before they shut down (as the loop)
     iterator.close()
-  rows.append(_row(setup, devices, LOADER, timing, compiled, compile_s))
-  return rows
 
 
 def ensure_features(config: Config, modules: frozen.FrozenModules, raw_dir: str,
@@ -240,11 +253,11 @@ def add_comparisons(rows: list[dict]) -> None:
   """Scaling per device vs the 1-device row of the same feed, loader overhead vs in-memory, and
   each row's `what` / `summary` for the README table."""
   base = {r["feed"]: r["examples_per_s_per_device"] for r in rows if r["devices"] == 1}
-  in_memory = {r["devices"]: r["ms"] for r in rows if r["feed"] != LOADER}
+  in_memory = {r["devices"]: r["ms"] for r in rows if "workers" not in r}
   for r in rows:
     r["scaling"] = r["examples_per_s_per_device"] / base[r["feed"]] if r["feed"] in base else None
     r["loader_overhead"] = (r["ms"] / in_memory[r["devices"]] - 1
-                            if r["feed"] == LOADER and r["devices"] in in_memory else None)
+                            if "workers" in r and r["devices"] in in_memory else None)
     devices = f"{r['devices']} device" + ("s" if r["devices"] > 1 else "")
     r["what"] = f"full step, {r['feed']}, {devices} × batch {r['batch'] // r['devices']}"
     parts = [f"{r['ms']:.1f} ms/step (range {r['step_ms']['min']:.1f}–{r['step_ms']['max']:.1f})",
@@ -252,7 +265,7 @@ def add_comparisons(rows: list[dict]) -> None:
              f"{r['examples_per_s_per_device']:.2f} ex/s/device"]
     if r["devices"] > 1 and r["scaling"]:
       parts.append(f"scaling {100 * r['scaling']:.1f}%")
-    if r["feed"] == LOADER:
+    if "workers" in r:
       parts.append(f"loader wait {r['loader_wait_ms']['median']:.1f} ms/step")
       if r["loader_overhead"] is not None:
         parts.append(f"{100 * r['loader_overhead']:+.1f}% vs in-memory")
@@ -286,6 +299,9 @@ def main(argv=None) -> int:
                            "(built from --raw first if it has no manifest)")
   parser.add_argument("--raw", default=".benchdata/raw", metavar="DIR",
                       help="raw dataset (aomni-data build) that --features is precomputed from")
+  parser.add_argument("--workers", type=int, nargs="*", metavar="N",
+                      help="data worker processes of the loader-fed runs (default: "
+                           "data.num_workers of the config, as aomni-train)")
   parser.add_argument("--tokens", type=int, default=60,
                       help="prompt length of the stand-in Qwen tokenizer (precompute)")
   parser.add_argument("--tiny", action="store_true", help="configs/tiny.py, batch 2, 2 steps")
@@ -305,7 +321,8 @@ def main(argv=None) -> int:
     if n > len(available):
       print(f"skipping {n} devices: only {len(available)} available", file=sys.stderr)
       continue
-    rows += measure(config, available[:n], args.batch, args.steps, modules, args.features)
+    rows += measure(config, available[:n], args.batch, args.steps, modules, args.features,
+                    tuple(args.workers or [config.data.num_workers]))
   add_comparisons(rows)
   dit = config.model.dit
   print(f"device: {available[0].device_kind} | config {args.config} | dit {dit.embed_dim}x"
@@ -324,7 +341,7 @@ def main(argv=None) -> int:
                    steps=args.steps, warmup_steps=WARMUP_STEPS, devices=args.devices,
                    features=args.features or None, raw=args.raw if args.features else None,
                    frozen=random_frozen.note(args.tiny) if args.features else None,
-                   num_workers=config.data.num_workers, dit=dataclasses.asdict(dit)))
+                   workers=args.workers or [config.data.num_workers], dit=dataclasses.asdict(dit)))
   return 0
 
 
