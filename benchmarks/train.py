@@ -11,11 +11,12 @@ By default the step runs on one in-memory batch of random arrays. With `--featur
 runs as `aomni-train` does with `data.precomputed=True`: batches come from the real loader
 (grain, ArrayRecord, `data.num_workers` worker processes, or each count of `--workers`) over a
 precomputed dataset in DIR and go through the loop's frozen stage, so reading and decoding
-≈ 16 MB of features per example is inside the step time. DIR is built once (skipped when it exists, resumed when partial) from the
-raw dataset `--raw` by the real precompute job (`data.precompute`), with the real-shape frozen
-modules holding RANDOM weights (`benchmarks/random_frozen.py`): the features are noise, the
-figures are speed only. The same steps on the in-memory batch of the same shapes are measured
-next to it, so the input pipeline's cost is the difference.
+≈ 16 MB of features per example is inside the step time. DIR is built once (skipped when it
+exists, resumed when partial) from the raw dataset `--raw` by the real precompute job
+(`data.precompute`), with the real-shape frozen modules holding RANDOM weights
+(`benchmarks/random_frozen.py`): the features are noise, the figures are speed only. The same
+steps on an in-memory batch of the same shapes run next to it, so the input pipeline's cost is
+the difference.
 
     python benchmarks/train.py --features /tmp/feats --devices 1 2 --workers 2 8
     python benchmarks/train.py --tiny --features /tmp/feats-tiny     # CPU smoke run (< 1 min)
@@ -153,8 +154,8 @@ def measure(config: Config, devices: list, per_device_batch: int, steps: int,
   stage = features.FrozenStage(setup.config, setup.mesh, modules, setup.batch_size)
   for workers in worker_counts:
     state, timing = _loader_steps(setup, compiled, state, key, stage, features_dir, workers, steps)
-    rows.append(dict(_row(setup, devices, f"{LOADER}, {workers} worker" + "s" * (workers != 1), timing, compiled,
-                          compile_s), workers=workers))
+    feed = f"{LOADER}, {workers} worker" + "s" * (workers != 1)
+    rows.append(dict(_row(setup, devices, feed, timing, compiled, compile_s), workers=workers))
   return rows
 
 
