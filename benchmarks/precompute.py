@@ -15,31 +15,14 @@ Writes benchmarks/results/precompute_<device>_<date>.json (benchmarks/record.py)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import jax
 import numpy as np
-from flax import nnx
 
+import random_frozen
 import record
 from aomni_jax.config import load_config
-from aomni_jax.models.qwen_omni import tiny as tiny_qwen
-from aomni_jax.models.qwen_omni.config import QWEN25_OMNI_3B, from_hf_dict
-from aomni_jax.models.qwen_omni.thinker import Thinker
-from aomni_jax.models.vae import OobleckVAE
 from aomni_jax.train import frozen
-
-
-class FixedLengthTokenizer:
-  """Stands in for the Qwen tokenizer (not shipped): `tokens` random ids per prompt, which is
-  the cost that matters; a real chat prompt of Audio-Omni is about 40–70 Qwen tokens."""
-
-  def __init__(self, vocab_size: int, tokens: int):
-    self.vocab_size, self.tokens = vocab_size, tokens
-
-  def __call__(self, texts, **unused):
-    rng = np.random.default_rng(len(texts))
-    return {"input_ids": [list(rng.integers(0, self.vocab_size, self.tokens)) for _ in texts]}
 
 
 def main() -> None:
@@ -52,17 +35,9 @@ def main() -> None:
   args = parser.parse_args()
 
   config = load_config("configs/tiny.py" if args.tiny else "configs/audio_omni.py")
-  if args.tiny:
-    thinker_cfg = from_hf_dict(tiny_qwen.hf_config(config.model.omni.feature_dim))
-  else:
-    thinker_cfg = QWEN25_OMNI_3B
-  thinker_cfg = dataclasses.replace(thinker_cfg, dtype=config.model.qwen.dtype,
-                                    param_dtype=config.model.qwen.param_dtype)
-  thinker = Thinker(thinker_cfg, rngs=nnx.Rngs(0))
-  vae = OobleckVAE(config.model.vae, rngs=nnx.Rngs(0))
-  tokenizer = FixedLengthTokenizer(thinker_cfg.text.vocab_size, args.tokens)
-  stage = frozen.FrozenFeatures(frozen.FrozenModules(vae=vae, thinker=thinker,
-                                                     tokenizer=tokenizer), config)
+  stage = frozen.FrozenFeatures(random_frozen.frozen_modules(config, args.tiny, args.tokens),
+                                config)
+  print(f"frozen modules: {random_frozen.note(args.tiny)}")
   prompts = [f"prompt {i}" for i in range(args.batch)]
   audio = 0.1 * np.random.default_rng(0).standard_normal(
       (args.batch, config.model.vae.audio_channels, config.model.sample_size)).astype(np.float32)
@@ -77,7 +52,8 @@ def main() -> None:
                      summary=f"{timing['median']:.1f} ms/batch ({per_example:.2f} ms/example, "
                              f"range {timing['min']:.1f}–{timing['max']:.1f})"))
     print(f"{rows[-1]['what']}: {rows[-1]['summary']}")
-  record.save("precompute", rows, dict(config=config.name, batch=args.batch, tokens=args.tokens,
+  record.save("precompute", rows, dict(config=config.name, frozen=random_frozen.note(args.tiny),
+                                       batch=args.batch, tokens=args.tokens,
                                        qwen_dtype=config.model.qwen.dtype,
                                        pad_length=config.model.omni.pad_length,
                                        sample_size=config.model.sample_size,
