@@ -4,6 +4,8 @@ for several training recipes (`--variant NAME=KEY=VALUE,KEY=VALUE`).
     python benchmarks/vae_convergence.py --data DIR --steps 4000 --every 500      # GPU sweep
     python benchmarks/vae_convergence.py --data DIR --steps 20 --every 10 \\
         --variant base= wn=autoencoder.weight_norm=True                              # CPU smoke
+    python benchmarks/vae_convergence.py --data DIR --judge runs/tiny/vae/export/step_200
+                                              # score exported VAEs (e.g. the demo's), no training
 
 Each variant is `configs/vae_tiny.py` plus its overrides, trained by the real VAE loop
 (`train.autoencoder.loop.train`) on the dataset DIR. The curve is the loop's own held-out report
@@ -118,6 +120,8 @@ def main() -> None:
                       help="held-out clips for the final judgement (the curve uses the config's)")
   parser.add_argument("--no-references", action="store_true",
                       help="leave out the degraded-input rows (e.g. when variants run in parallel)")
+  parser.add_argument("--judge", nargs="*", default=[], metavar="MODEL_DIR",
+                      help="score these exported VAEs (model directories) instead of training")
   parser.add_argument("--workdir", default="", help="default: a temporary folder")
   args = parser.parse_args()
 
@@ -146,30 +150,36 @@ def main() -> None:
               **judge(np.stack([fn(c) for c in clips]))} for name, fn in _degradations(rate).items()]
     rows.append({"what": "reference: another held-out clip", "summary": "",
                  **judge(np.roll(clips, 1, axis=0))})
-  for spec in args.variant:
+  def reconstructions(export_dir: str) -> np.ndarray:
+    vae_config = md.read_config(export_dir).model.vae
+    vae = md.load_component(export_dir, "vae", lambda: OobleckVAE(vae_config, rngs=nnx.Rngs(0)))
+    reconstruct = jax.jit(lambda x: vae.decode(vae.encode_mean(x)))
+    return np.stack([np.asarray(reconstruct(c[None])[0]) for c in clips])
+
+  for export_dir in args.judge:
+    rows.append({"what": f"exported VAE {export_dir}", **judge(reconstructions(export_dir))})
+  for spec in [] if args.judge else args.variant:
     name, overrides = _variant(spec)
-    variant_config = load_config(args.config, base_sets + overrides)
     workdir = root / name
     start = time.perf_counter()
-    result = vae_loop.train(variant_config, str(workdir))
+    result = vae_loop.train(load_config(args.config, base_sets + overrides), str(workdir))
     seconds = time.perf_counter() - start
-    vae = md.load_component(result.export_dir, "vae",
-                            lambda c=variant_config: OobleckVAE(c.model.vae, rngs=nnx.Rngs(0)))
-    reconstruct = jax.jit(lambda x, vae=vae: vae.decode(vae.encode_mean(x)))
-    recon = np.stack([np.asarray(reconstruct(c[None])[0]) for c in clips])
     rows.append({"what": f"vae_tiny {name}", "overrides": overrides, "steps": args.steps,
-                 "seconds": seconds, "curve": _curve(workdir), **judge(recon)})
+                 "seconds": seconds, "curve": _curve(workdir),
+                 **judge(reconstructions(result.export_dir))})
   for row in rows:
     extra = (f", YAMNet cosine {row['yamnet_cosine']:.3f}, identified {row['identified']:.0%}"
              if "yamnet_cosine" in row else "")
     row["summary"] = (f"mel distance {row['mel_distance']:.3f}, SI-SDR {row['si_sdr_db']:.1f} dB"
                       f"{extra}")
     print(f"{row['what']:45s} {row['summary']}")
-  suffix = "" if len(args.variant) != 1 else "_" + _variant(args.variant[0])[0]
+  suffix = ("_judged" if args.judge else
+            "_" + _variant(args.variant[0])[0] if len(args.variant) == 1 else "")
   path = record.save("vae_convergence" + suffix, rows, {"config": args.config, "steps": args.steps,
                                                "every": args.every, "heldout_clips": len(clips)})
-  _plot([r for r in rows if "curve" in r], [r for r in rows if "curve" not in r],
-        path.with_suffix(".png"))
+  if not args.judge:
+    _plot([r for r in rows if "curve" in r], [r for r in rows if "curve" not in r],
+          path.with_suffix(".png"))
   print(f"wrote {path}")
 
 

@@ -4,7 +4,7 @@
 
 Same `VAEConfig` as configs/tiny.py (so the trained weights plug into the tiny model), trained
 with the stable-audio-tools recipe (see `AutoencoderConfig`) on 0.37 s stereo crops. Sized to
-finish in about two minutes on 2 CPU cores; add `--set autoencoder.discriminator=True` for the
+finish in under three minutes on 2 CPU cores; add `--set autoencoder.discriminator=True` for the
 adversarial + feature-matching losses (slower per step, and they pay off only in longer runs).
 """
 
@@ -18,12 +18,12 @@ from aomni_jax.config import (AutoencoderConfig, Config, DataConfig, MeshConfig,
 def get_config(arg=None) -> Config:
   del arg
   tiny = load_config(os.path.join(os.path.dirname(__file__), "tiny.py"))
-  train = TrainConfig(workdir="runs/vae_tiny", batch_size=4, num_steps=200, learning_rate=2e-3,
+  train = TrainConfig(workdir="runs/vae_tiny", batch_size=4, num_steps=300, learning_rate=2e-3,
                       warmup_steps=10, adam_b1=0.8, adam_b2=0.99, ema_decay=0.99,
-                      checkpoint_every=100, keep_checkpoints=2, log_every=10, sample_every=100)
+                      checkpoint_every=150, keep_checkpoints=2, log_every=10, sample_every=300)
   # Half of the embedded recordings are mono copied to both channels (a zero side signal), so
   # the STFT loss takes left and right rather than mid and side (see AutoencoderConfig).
-  # A narrow initial posterior (std ≈ 0.02) so that 200 steps learn the reconstruction first.
+  # A narrow initial posterior (std ≈ 0.02) so that 300 steps learn the reconstruction first.
   autoencoder = AutoencoderConfig(crop_samples=16384, stft_stereo="channels",
                                   posterior_scale_bias=-4.0, disc_filters=16,
                                   disc_fft_sizes=(1024, 256, 64), eval_clips=8,

@@ -8,7 +8,7 @@ import pytest
 from aomni_jax.data import records, templates
 
 RATE = 44100
-# A two-block VAE with the tiny config's ratio (256): far less to compile.
+# A two-block VAE of ratio 256 (4× the tiny config's): far less to compile, a quarter of the frames.
 SMALL_VAE = ("vae.channels=4", "vae.c_mults=[1,2]", "vae.strides=[16,16]")
 
 
