@@ -4,8 +4,8 @@ for several training recipes (`--variant NAME=KEY=VALUE,KEY=VALUE`).
     python benchmarks/vae_convergence.py --data DIR --steps 4000 --every 500      # GPU sweep
     python benchmarks/vae_convergence.py --data DIR --steps 20 --every 10 \\
         --variant base= wn=autoencoder.weight_norm=True                              # CPU smoke
-    python benchmarks/vae_convergence.py --data DIR --judge runs/tiny/vae/export/step_200
-                                              # score exported VAEs (e.g. the demo's), no training
+    python benchmarks/vae_convergence.py --judge runs/tiny/vae/export/step_600
+                      # score exported VAEs (the demo's) on the embedded dataset, no training
 
 Each variant is `configs/vae_tiny.py` plus its overrides, trained by the real VAE loop
 (`train.autoencoder.loop.train`) on the dataset DIR. The curve is the loop's own held-out report
@@ -37,6 +37,7 @@ from aomni_jax.models.vae import OobleckVAE
 from aomni_jax.data import crops
 from aomni_jax.evaluation import fidelity
 from aomni_jax.train.autoencoder import evaluate, loop as vae_loop
+from aomni_jax.train.loop import resolve_data_dir
 
 DEFAULT_VARIANTS = (
     "base=",
@@ -110,7 +111,9 @@ def _fidelity(inputs: np.ndarray, outputs: np.ndarray, rate: int) -> dict:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--data", required=True, help="a built dataset (aomni-data build)")
+  parser.add_argument("--data", default="",
+                      help="a built dataset (aomni-data build); default: the embedded one the demo "
+                           "trains on")
   parser.add_argument("--config", default="configs/vae_tiny.py")
   parser.add_argument("--steps", type=int, default=4000)
   parser.add_argument("--every", type=int, default=500)
@@ -126,6 +129,7 @@ def main() -> None:
   args = parser.parse_args()
 
   root = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="vae_convergence_"))
+  args.data = args.data or resolve_data_dir(load_config(args.config))
   base_sets = [f"data.root={args.data}", f"train.num_steps={args.steps}",
                f"train.sample_every={args.every}", f"train.checkpoint_every={args.steps}"]
   config = load_config(args.config, base_sets)
