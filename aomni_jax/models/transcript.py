@@ -49,6 +49,20 @@ def global_response_norm(x: jax.Array, gamma: jax.Array, beta: jax.Array) -> jax
   return gamma * (x * n) + beta + x
 
 
+def depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Same-padded depthwise conv [B, T, C] * [k, 1, C] as a sum of k shifted, scaled copies.
+
+  Not a grouped `conv_general_dilated`: with the channels sharded over `fsdp` and the batch over
+  `data` × `fsdp`, XLA's SPMD partitioner doubled that conv's kernel gradient on a (2, 2, 2)
+  mesh (tests/train/test_step.py caught it); element-wise ops partition exactly.
+  """
+  taps = kernel.shape[0]
+  pad = (taps - 1) // 2
+  padded = jnp.pad(x, ((0, 0), (pad, taps - 1 - pad), (0, 0)))
+  length = x.shape[1]
+  return sum(padded[:, k:k + length] * kernel[k, 0] for k in range(taps))
+
+
 class ConvNeXtV2Block(nnx.Module):
   """x + pwconv2(GRN(GELU(pwconv1(LayerNorm(depthwise_conv7(x))))))."""
 
@@ -66,11 +80,7 @@ class ConvNeXtV2Block(nnx.Module):
     self.pwconv2 = Dense(hidden, dim, rngs=rngs, axes=("mlp", "embed"))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    pad = (_KERNEL_SIZE - 1) // 2
-    h = jax.lax.conv_general_dilated(x, self.dwconv_kernel[...], window_strides=(1,),
-                                     padding=[(pad, pad)], feature_group_count=self.dim,
-                                     dimension_numbers=("NWC", "WIO", "NWC"))
-    h = self.norm(h + self.dwconv_bias[...])
+    h = self.norm(depthwise_conv(x, self.dwconv_kernel[...]) + self.dwconv_bias[...])
     h = jax.nn.gelu(self.pwconv1(h), approximate=False)
     h = global_response_norm(h, self.grn_gamma[...], self.grn_beta[...])
     return x + self.pwconv2(h)

@@ -5,7 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from aomni_jax.config import load_config
 from aomni_jax.models import registry
+
+_TINY = load_config("configs/tiny.py").model
+FRAMES = _TINY.sample_size // _TINY.vae.downsampling_ratio  # latent frames of a tiny clip
 
 
 def _finite(tree) -> bool:
@@ -17,7 +21,7 @@ def test_custom_attention_trains_loads_official_weights_and_samples():
   from examples import custom_attention
   out = custom_attention.main(["--train-steps", "2", "--sample-steps", "1"])
   assert len(out["losses"]) == 2 and _finite(out["losses"])
-  assert out["latents"].shape == (1, 256, 8) and _finite(out["latents"])
+  assert out["latents"].shape == (1, FRAMES, _TINY.vae.latent_dim) and _finite(out["latents"])
   # The swapped DiT really uses the custom function, and holds the official weights.
   dit = out["swapped"]
   assert dit.blocks.self_attn.attention_fn is custom_attention.cosine_attention
@@ -39,7 +43,7 @@ def test_new_conditioner_head_is_trained_and_adds_a_token():
 def test_heun_sampling_is_closer_to_the_reference_than_euler_at_equal_cost():
   from examples import heun_sampling
   out = heun_sampling.main(["--steps", "6", "--reference-steps", "48"])
-  assert out["latents"].shape == (2, 256, 8) and _finite(out["latents"])
+  assert out["latents"].shape == (2, FRAMES, _TINY.vae.latent_dim) and _finite(out["latents"])
   assert 0 < out["errors"]["heun"] < out["errors"]["euler_same_evals"]
 
 
@@ -62,7 +66,7 @@ def test_intercepted_block_outputs_are_the_blocks_activations():
   from examples import intercept_activations
   out = intercept_activations.main([])
   blocks = out["block_outputs"]
-  assert blocks.shape == (2, 2, 8 + 16 + 256, 64) and _finite(blocks)
+  assert blocks.shape == (2, 2, 8 + 16 + FRAMES, 64) and _finite(blocks)
   assert not np.allclose(blocks[0], blocks[1])  # the layers do something
   np.testing.assert_array_equal(out["velocity"], out["plain"])  # capturing changes nothing
   assert out["timestep"].shape == (2, 64)
