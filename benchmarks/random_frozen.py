@@ -13,12 +13,10 @@ import dataclasses
 import numpy as np
 from flax import nnx
 
-from aomni_jax.models.qwen_omni import tiny as tiny_qwen
-from aomni_jax.models.qwen_omni.config import QWEN25_OMNI_3B, from_hf_dict
+from aomni_jax.models.qwen_omni.config import QWEN25_OMNI_3B
 from aomni_jax.models.qwen_omni.thinker import Thinker
 from aomni_jax.models.vae import OobleckVAE
-from aomni_jax.train import frozen
-
+from aomni_jax.train import demo, frozen
 
 
 def note(tiny: bool) -> str:
@@ -40,16 +38,16 @@ class FixedLengthTokenizer:
 
 
 def frozen_modules(config, tiny: bool, tokens: int) -> frozen.FrozenModules:
-  """The VAE of `config` and the Qwen2.5-Omni-3B thinker (`tiny`: the tiny test thinker at
-  `omni.feature_dim`), random weights, with a `tokens`-long stand-in tokenizer."""
+  """The VAE of `config` and the Qwen2.5-Omni-3B thinker in `model.qwen`'s dtypes (`tiny`: the
+  CPU demo's random tiny thinker, `train.demo.random_thinker`), with a `tokens`-long stand-in
+  tokenizer."""
   if tiny:
-    thinker_cfg = from_hf_dict(tiny_qwen.hf_config(config.model.omni.feature_dim))
+    thinker, thinker_cfg = demo.random_thinker(config)
   else:
-    thinker_cfg = QWEN25_OMNI_3B
-  thinker_cfg = dataclasses.replace(thinker_cfg, dtype=config.model.qwen.dtype,
-                                    param_dtype=config.model.qwen.param_dtype)
+    thinker_cfg = dataclasses.replace(QWEN25_OMNI_3B, dtype=config.model.qwen.dtype,
+                                      param_dtype=config.model.qwen.param_dtype)
+    thinker = Thinker(thinker_cfg, rngs=nnx.Rngs(0))
   return frozen.FrozenModules(
-      vae=OobleckVAE(config.model.vae, rngs=nnx.Rngs(0)),
-      thinker=Thinker(thinker_cfg, rngs=nnx.Rngs(0)),
+      vae=OobleckVAE(config.model.vae, rngs=nnx.Rngs(0)), thinker=thinker,
       tokenizer=FixedLengthTokenizer(thinker_cfg.text.vocab_size, tokens),
       description=note(tiny))

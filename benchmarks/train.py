@@ -18,8 +18,8 @@ exists, resumed when partial) from the raw dataset `--raw` by the real precomput
 steps on an in-memory batch of the same shapes run next to it, so the input pipeline's cost is
 the difference.
 
-    python benchmarks/train.py --features /tmp/feats --devices 1 2 --workers 2 8
-    python benchmarks/train.py --tiny --features /tmp/feats-tiny     # CPU smoke run (< 1 min)
+    python benchmarks/train.py --features runs/bench/features --devices 1 2 --workers 2 8
+    python benchmarks/train.py --tiny --features runs/bench/features-tiny  # CPU smoke (< 1 min)
 
 `.benchdata/raw` (git-ignored, ≈ 13 MB) is one shard of the embedded default dataset
 (`data.default`, 29 records, 65 examples of every task but V2A/V2M) with its manifest recounted;

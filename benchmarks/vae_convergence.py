@@ -28,14 +28,15 @@ from typing import Callable
 import jax
 import numpy as np
 import scipy.signal
+from etils import epath
 from flax import nnx
 
 import record
+from aomni_jax.audio import dsp
 from aomni_jax.config import load_config
+from aomni_jax.data import crops
 from aomni_jax.inference import model_dir as md
 from aomni_jax.models.vae import OobleckVAE
-from aomni_jax.data import crops
-from aomni_jax.evaluation import fidelity
 from aomni_jax.train.autoencoder import evaluate, loop as vae_loop
 from aomni_jax.train.loop import resolve_data_dir
 
@@ -84,23 +85,24 @@ def _degradations(rate: int, seed: int = 0) -> dict[str, Callable[[np.ndarray], 
 
 
 class Recognition:
-  """YAMNet-JAX clip embeddings of 44.1 kHz stereo clips (mono, 16 kHz)."""
+  """YAMNet-JAX clip embeddings (mono, 16 kHz) of reconstructions against those of the held-out
+  originals, which are embedded once."""
 
-  def __init__(self, rate: int):
-    from aomni_jax.evaluation import yamnet_jax  # pylint: disable=g-import-not-at-top
-    self.model, self.rate = yamnet_jax.YamnetJax(), rate
+  def __init__(self, originals: np.ndarray, rate: int):
+    from aomni_jax.evaluation import yamnet, yamnet_jax  # pylint: disable=g-import-not-at-top
+    self.model, self.rate, self.backbone_rate = yamnet_jax.YamnetJax(), rate, yamnet.SAMPLE_RATE
+    self.originals = self.embed(originals)
 
   def embed(self, clips: np.ndarray) -> np.ndarray:
-    mono = [scipy.signal.resample_poly(c.mean(axis=1), 160, 441).astype(np.float32)
-            for c in clips]
+    mono = [dsp.resample(c.mean(axis=1), self.rate, self.backbone_rate) for c in clips]
     emb = np.stack([out.embeddings.mean(axis=0) for out in self.model(mono)])
     return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
-  def score(self, inputs: np.ndarray, outputs: np.ndarray) -> dict:
-    a, b = self.embed(inputs), self.embed(outputs)
-    similarity = b @ a.T  # [output, input]
+  def score(self, outputs: np.ndarray) -> dict:
+    similarity = self.embed(outputs) @ self.originals.T  # [output, original]
+    own = np.arange(len(self.originals))
     return {"yamnet_cosine": float(np.mean(np.diag(similarity))),
-            "identified": float(np.mean(np.argmax(similarity, axis=1) == np.arange(len(a))))}
+            "identified": float(np.mean(np.argmax(similarity, axis=1) == own))}
 
 
 def _fidelity(inputs: np.ndarray, outputs: np.ndarray, rate: int) -> dict:
@@ -139,14 +141,14 @@ def main() -> None:
                                     config.autoencoder.eval_samples,
                                     config.model.vae.audio_channels)
   try:
-    recognition = Recognition(rate)
+    recognition = Recognition(clips, rate)
   except Exception as error:  # pylint: disable=broad-except  (weights not cached: skip that part)
     print(f"YAMNet-JAX unavailable ({error}); mel distance and SI-SDR only")
     recognition = None
 
   def judge(outputs: np.ndarray) -> dict:
     return {**_fidelity(clips, outputs, rate),
-            **(recognition.score(clips, outputs) if recognition else {})}
+            **(recognition.score(outputs) if recognition else {})}
 
   rows = []
   if not args.no_references:
@@ -161,7 +163,8 @@ def main() -> None:
     return np.stack([np.asarray(reconstruct(c[None])[0]) for c in clips])
 
   for export_dir in args.judge:
-    rows.append({"what": f"exported VAE {export_dir}", **judge(reconstructions(export_dir))})
+    name = "/".join(epath.Path(export_dir).parts[-4:])  # e.g. tiny/vae/export/step_600
+    rows.append({"what": f"exported VAE {name}", **judge(reconstructions(export_dir))})
   for spec in [] if args.judge else args.variant:
     name, overrides = _variant(spec)
     workdir = root / name
